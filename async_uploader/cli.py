@@ -1,0 +1,304 @@
+"""Command line: a thin layer over the library (argparse -> UploadConfig -> upload_records).
+
+Exit codes: 0 all records done; 1 some records failed, are invalid or changed (the rest are
+done); 2 usage or configuration error (nothing sent); 3 fatal for the batch (token refused,
+server unreachable, journal not writable); 75 interrupted (rerun to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import anyio
+
+from .client import InvenioClient
+from .config import ShareMode, UploadConfig, __version__, read_token
+from .discover import discover
+from .errors import ConfigError, UploaderError
+from .journal import Journal
+from .pipeline import open_client, upload_records
+from .plan import fingerprint, plan_record, rerun_action
+from .progress import make_renderer, summary
+from .results import Counters
+from .validate import ValidationLimits, validate_all
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 75
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("records_dir", type=Path, metavar="RECORDS_DIR")
+    p.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="attach only files whose key matches (repeatable)",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="never attach files whose key matches (repeatable)",
+    )
+    p.add_argument(
+        "--max-file-size",
+        type=float,
+        default=10.0,
+        metavar="GB",
+        help="refuse files larger than this (default 10 GB, InvenioRDM's default)",
+    )
+    p.add_argument("--empty-files", choices=("allow", "warn", "error"), default="warn")
+
+
+def _server(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--url",
+        default=os.environ.get("INVENIO_URL"),
+        help="archive base URL, e.g. https://archive.big-map.eu (or INVENIO_URL)",
+    )
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        help="file holding the access token (default: the INVENIO_TOKEN variable)",
+    )
+    p.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="allow plain http:// to a non-loopback host",
+    )
+    p.add_argument("--links-file", type=Path, help="default RECORDS_DIR/records_links.json")
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        help="journal folder (default .upload_state beside the links file)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="async-uploader",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("upload", help="upload every record folder (rerun to resume)")
+    _common(up)
+    _server(up)
+    up.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="start the embedded sandbox server and upload there (no account)",
+    )
+    up.add_argument("--sandbox-profile", choices=("invenio", "bigmap", "zenodo"), default="invenio")
+    share = up.add_mutually_exclusive_group()
+    share.add_argument(
+        "--community", metavar="SLUG", help="share into this community (review + submit-review)"
+    )
+    share.add_argument("--draft-only", action="store_true", help="stop before publishing")
+    up.add_argument("--report", type=Path, metavar="FILE", help="write a JSON report here")
+    up.add_argument("--records-in-flight", type=int, default=8)
+    up.add_argument("--file-streams", type=int, default=4)
+    up.add_argument("--chunk-size", type=int, default=1024, metavar="KiB")
+    up.add_argument(
+        "--rate",
+        type=float,
+        metavar="REQ_PER_S",
+        help="request budget (default: learned from the server's X-RateLimit headers)",
+    )
+    up.add_argument("--burst", type=int, default=10)
+    up.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGINT/SIGTERM, time for in-flight steps before stopping",
+    )
+    up.add_argument("--log-interval", type=float, default=30.0, metavar="SECONDS")
+    up.add_argument("-q", "--quiet", action="store_true")
+    up.add_argument("-v", "--verbose", action="store_true")
+
+    val = sub.add_parser("validate", help="check every folder locally; no network")
+    _common(val)
+
+    st = sub.add_parser("status", help="what the journal (and the server) say, per folder")
+    _common(st)
+    _server(st)
+    st.add_argument("--check-server", action="store_true")
+
+    sb = sub.add_parser("sandbox", help="run the InvenioRDM-compatible sandbox server")
+    from .sandbox import cli as sandbox_cli
+
+    sandbox_cli.add_arguments(sb)
+    return parser
+
+
+def limits_from(args: argparse.Namespace) -> ValidationLimits:
+    return ValidationLimits(
+        max_file_size=int(args.max_file_size * 10**9), empty_files=args.empty_files
+    )
+
+
+def config_from(args: argparse.Namespace, url: str, token: str) -> UploadConfig:
+    share = ShareMode.PUBLISH
+    if getattr(args, "community", None):
+        share = ShareMode.COMMUNITY
+    elif getattr(args, "draft_only", False):
+        share = ShareMode.DRAFT_ONLY
+    return UploadConfig(
+        base_url=url,
+        token=token,
+        records_dir=args.records_dir,
+        links_file=args.links_file,
+        state_dir=args.state_dir,
+        report_file=getattr(args, "report", None),
+        share=share,
+        community=getattr(args, "community", None),
+        records_in_flight=getattr(args, "records_in_flight", 8),
+        file_streams=getattr(args, "file_streams", 4),
+        chunk_size=getattr(args, "chunk_size", 1024) * 1024,
+        rate=getattr(args, "rate", None),
+        burst=getattr(args, "burst", 10),
+        grace_seconds=getattr(args, "grace", 30.0),
+        limits=limits_from(args),
+        include=tuple(args.include),
+        exclude=tuple(args.exclude),
+        allow_insecure_http=args.allow_insecure_http,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "validate":
+            return cmd_validate(args)
+        if args.command == "sandbox":
+            from .sandbox import cli as sandbox_cli
+
+            return sandbox_cli.run(args)
+        if args.command == "status":
+            return anyio.run(cmd_status, args)
+        return anyio.run(cmd_upload, args)
+    except ConfigError as exc:
+        print(f"async-uploader: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    folders = discover(args.records_dir, include=args.include, exclude=args.exclude)
+    valid, invalid = validate_all(folders, limits_from(args))
+    for record in valid:
+        for warning in record.warnings:
+            print(f"warning: {warning}")
+    for _folder, problems in invalid:
+        for problem in problems:
+            print(f"{problem.severity}: {problem}")
+    print(f"{len(valid)} valid, {len(invalid)} invalid, of {len(folders)} record folders")
+    return 1 if invalid else 0
+
+
+@contextlib.asynccontextmanager
+async def _server_for(args: argparse.Namespace) -> AsyncIterator[tuple[str, str]]:
+    if getattr(args, "sandbox", False):
+        from .sandbox import Sandbox, SandboxConfig
+
+        async with Sandbox(SandboxConfig(profile=args.sandbox_profile)) as sb:
+            yield sb.url, sb.token
+        return
+    if not args.url:
+        raise ConfigError("no server: pass --url (or set INVENIO_URL), or use --sandbox")
+    yield args.url, read_token(args.token_file)
+
+
+async def cmd_upload(args: argparse.Namespace) -> int:
+    verbosity = 0 if args.quiet else (2 if args.verbose else 1)
+    renderer = make_renderer(verbosity, args.log_interval)
+    stop, abort = anyio.Event(), anyio.Event()
+    async with _server_for(args) as (url, token), anyio.create_task_group() as tg:
+        config = config_from(args, url, token)
+        config.check()
+        if args.sandbox:
+            renderer.line(f"sandbox server at {url} (in this process; it stops when we do)")
+        tg.start_soon(_watch_signals, stop, abort, renderer, config.grace_seconds)
+        result = await upload_records(config, reporter=renderer, stop=stop, abort=abort)
+        tg.cancel_scope.cancel()
+    print(summary(result), flush=True)
+    print(f"links file: {config.links_path}", flush=True)
+    return result.exit_code
+
+
+async def _watch_signals(
+    stop: anyio.Event, abort: anyio.Event, renderer: object, grace: float
+) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if not stop.is_set():
+                stop.set()
+                print(
+                    f"{name}: starting no new records; in-flight steps get {grace:.0f} s. "
+                    "Send it again to stop at once.",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            else:
+                abort.set()
+
+
+async def cmd_status(args: argparse.Namespace) -> int:
+    folders = discover(args.records_dir, include=args.include, exclude=args.exclude)
+    valid, invalid = validate_all(folders, limits_from(args))
+    client_ctx: contextlib.AbstractAsyncContextManager[InvenioClient | None]
+    if args.check_server:
+        if not args.url:
+            raise ConfigError("--check-server needs --url (or INVENIO_URL)")
+        config = config_from(args, args.url, read_token(args.token_file))
+        config.check()
+        client_ctx = open_client(config, Counters())
+    else:
+        config = config_from(args, "http://127.0.0.1", "-")
+        client_ctx = contextlib.nullcontext()
+    journal = Journal(config.state_path)
+    async with client_ctx as client:
+        for record in valid:
+            state, warning = journal.load(record.folder.name)
+            plan = plan_record(record, state, fingerprint(record))
+            line = f"{record.folder.name}: {state.phase if state else 'new'}"
+            if state and state.draft_id:
+                line += f" (id {state.draft_id})"
+                if client is not None:
+                    line += f"; server: {await _server_view(client, state.draft_id)}"
+            line += f"; rerun would: {rerun_action(plan)}"
+            if warning:
+                line += f"; warning: {warning}"
+            print(line)
+    for folder, problems in invalid:
+        print(f"{folder.name}: invalid: {'; '.join(p.message for p in problems)}")
+    return 0
+
+
+async def _server_view(client: InvenioClient, draft_id: str) -> str:
+    try:
+        if (await client.get_record(draft_id)).status == 200:
+            return "published"
+        draft = await client.get_draft(draft_id)
+    except UploaderError as exc:
+        return f"unknown ({exc})"
+    if draft.status != 200:
+        return f"no such draft (HTTP {draft.status})"
+    return f"draft ({draft.obj.get('status')}, {draft.obj.get('files', {}).get('count')} files)"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,346 @@
+"""InvenioRDM REST client over one aiohttp session: rate limit, retries, one exception map.
+
+Every request goes through ``InvenioClient.request``, which
+
+1. waits for the shared rate limiter,
+2. sends the request (a streamed body is rebuilt from its factory on every attempt),
+3. translates aiohttp exceptions into the ``errors`` tree (the only place that does),
+4. feeds ``X-RateLimit-*`` headers and 429s back to the limiter,
+5. retries what ``retry.decide`` calls transient, when the call may be resent.
+
+Calls that are not idempotent (create draft, publish, submit-review, file init) pass
+``resend=False``: they are resent only when the request provably did nothing (the
+connection could not be opened, or the server answered 429). Any other failure is raised
+for the pipeline, which first asks the server what happened (see ``pipeline.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json as jsonlib
+import random
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import anyio
+
+from .config import RetryConfig
+from .errors import (
+    ApiError,
+    AuthRefused,
+    PermanentApiError,
+    ServerUnreachable,
+    TransientApiError,
+)
+from .events import Paused, Reporter, Retrying
+from .ratelimit import RateLimiter
+from .results import Counters
+from .retry import decide, is_transient_status, parse_retry_after
+
+BodyFactory = Callable[[], AsyncIterator[bytes]]
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@dataclass(frozen=True)
+class Response:
+    method: str
+    url: str
+    status: int
+    data: Any  # parsed JSON, or None
+    headers: Mapping[str, str]
+
+    @property
+    def obj(self) -> dict[str, Any]:
+        return self.data if isinstance(self.data, dict) else {}
+
+
+class _NoAnswer(Exception):
+    """Internal: the request got no HTTP answer. ``connected`` tells if it may have arrived."""
+
+    def __init__(self, reason: str, *, connected: bool):
+        super().__init__(reason)
+        self.reason = reason
+        self.connected = connected
+
+
+def _describe(exc: BaseException) -> tuple[str, bool]:
+    """The one aiohttp -> reason map. Returns (reason, request may have reached the server)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect ({exc.os_error.strerror or exc.os_error})", False
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "server closed the connection", True
+    if isinstance(exc, aiohttp.ServerTimeoutError | asyncio.TimeoutError | TimeoutError):
+        return "timed out waiting for the server", True
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "response body cut off", True
+    if isinstance(exc, aiohttp.ClientOSError):
+        return f"connection error ({exc.strerror or exc})", True
+    if isinstance(exc, aiohttp.ClientError):
+        return f"{type(exc).__name__}: {exc}", True
+    return f"{type(exc).__name__}", True
+
+
+_TITLE = re.compile(r"<title>(.*?)</title>", re.I | re.S)
+_TAGS = re.compile(r"<[^>]+>")
+
+
+def server_text(data: Any, text: str) -> tuple[str | None, Any]:
+    """The server's ``message`` and ``errors``; for an HTML page (a proxy), its title."""
+    if isinstance(data, dict):
+        errors = data.get("errors")
+        message = data.get("message")
+        return (str(message) if message is not None else None), errors
+    if text:
+        title = _TITLE.search(text)
+        plain = title.group(1) if title else _TAGS.sub(" ", text)
+        return " ".join(plain.split())[:200] or None, None
+    return None, None
+
+
+class InvenioClient:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        api_url: str,
+        limiter: RateLimiter,
+        retry: RetryConfig,
+        counters: Counters,
+        reporter: Reporter,
+        stall_timeout: float = 120.0,
+        rand: Callable[[], float] = random.random,
+    ):
+        self.session = session
+        self.api = api_url.rstrip("/")
+        self.limiter = limiter
+        self.retry = retry
+        self.counters = counters
+        self.report = reporter
+        self.stall_timeout = stall_timeout
+        self.rand = rand
+        self.writes_ok = 0  # a 403 before any write worked means the token is refused
+
+    # -- transport ------------------------------------------------------------------------
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        body: BodyFactory | None = None,
+        size: int | None = None,
+        params: Mapping[str, str] | None = None,
+        accept: Collection[int] = (),
+        resend: bool = True,
+    ) -> Response:
+        """Send with retries. Statuses in ``accept`` are returned as they are, not raised."""
+        start = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                resp = await self._send_once(
+                    method, url, json=json, body=body, size=size, params=params
+                )
+            except _NoAnswer as exc:
+                may_resend = resend or not exc.connected
+                decision = decide(
+                    attempt=attempt,
+                    elapsed=time.monotonic() - start,
+                    status=None,
+                    retry_after=None,
+                    config=self.retry,
+                    jitter=self.rand(),
+                )
+                if not (may_resend and decision.retry):
+                    self.counters.gave_up += 1
+                    cls = TransientApiError if exc.connected else ServerUnreachable
+                    raise cls(exc.reason, method=method, url=url, status=None) from None
+                await self._wait_retry(method, url, exc.reason, attempt, decision.delay)
+                continue
+            if resp.status < 400 or resp.status in accept:
+                if method in WRITE_METHODS and resp.status < 400:
+                    self.writes_ok += 1
+                return resp
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"), time.time())
+            if resp.status == 429:
+                self.counters.responses_429 += 1
+                pause = self.limiter.too_many_requests(retry_after)
+                self.counters.pauses += 1
+                self.counters.paused_seconds += pause
+                self.report(Paused(pause, f"HTTP 429 on {method} {url}"))
+            # Non-idempotent calls are only resent when the server certainly did nothing.
+            may_resend = resend or resp.status == 429
+            decision = decide(
+                attempt=attempt,
+                elapsed=time.monotonic() - start,
+                status=resp.status,
+                retry_after=retry_after if resp.status != 429 else 0.0,
+                config=self.retry,
+                jitter=self.rand(),
+            )
+            if not (may_resend and decision.retry):
+                raise self._error(resp)
+            await self._wait_retry(method, url, f"HTTP {resp.status}", attempt, decision.delay)
+
+    async def _wait_retry(
+        self, method: str, url: str, reason: str, attempt: int, delay: float
+    ) -> None:
+        self.counters.retries += 1
+        self.counters.by_reason[reason.split(" (")[0]] += 1
+        self.report(Retrying(method, url, reason, attempt, delay))
+        await anyio.sleep(delay)
+
+    async def _send_once(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any,
+        body: BodyFactory | None,
+        size: int | None,
+        params: Mapping[str, str] | None,
+    ) -> Response:
+        await self.limiter.acquire()
+        self.counters.requests += 1
+        if method in WRITE_METHODS:
+            self.counters.writes += 1
+        headers = {"Accept": "application/json"}
+        data: Any = None
+        if body is not None:
+            # Hazard: a retried upload must start again from byte 0 with a fresh md5, so the
+            # body is rebuilt from its factory on every attempt.
+            headers["Content-Type"] = "application/octet-stream"
+            if size is not None:
+                headers["Content-Length"] = str(size)
+            data = body()
+        elif json is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            async with self.session.request(
+                method,
+                url,
+                json=json if body is None else None,
+                data=data,
+                headers=headers,
+                params=params,
+            ) as r:
+                text = await r.text(errors="replace")
+                self.limiter.observe(r.headers)
+                payload: Any = None
+                if text and "json" in (r.content_type or ""):
+                    try:
+                        payload = jsonlib.loads(text)
+                    except ValueError:
+                        payload = None
+                resp = Response(method, url, r.status, payload, dict(r.headers))
+                if payload is None and text:
+                    resp = Response(method, url, r.status, {"_text": text[:2000]}, resp.headers)
+                return resp
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            reason, connected = _describe(exc)
+            raise _NoAnswer(reason, connected=connected) from None
+        finally:
+            if data is not None and hasattr(data, "aclose"):
+                await data.aclose()
+
+    def _error(self, resp: Response) -> ApiError:
+        raw = resp.data if isinstance(resp.data, dict) else {}
+        message, errors = server_text(raw if "_text" not in raw else None, raw.get("_text", ""))
+        text = f"{resp.method} refused" if resp.status < 500 else "server error"
+        kwargs: dict[str, Any] = dict(
+            method=resp.method,
+            url=resp.url,
+            status=resp.status,
+            server_message=message,
+            server_errors=errors,
+        )
+        if (
+            resp.status == 403
+            and self.writes_ok == 0
+            and resp.method in WRITE_METHODS
+            and (message or "").startswith("Permission denied")
+        ):
+            return AuthRefused(
+                "the server refused the token (INVENIO_TOKEN / --token-file): check that it is "
+                "valid, not expired, and belongs to this server",
+                **kwargs,
+            )
+        if is_transient_status(resp.status):
+            self.counters.gave_up += 1
+            return TransientApiError(text, **kwargs)
+        return PermanentApiError(text, **kwargs)
+
+    # -- endpoints ------------------------------------------------------------------------
+    def url(self, *parts: str) -> str:
+        return "/".join([self.api, *(quote(p, safe="") for p in parts)])
+
+    async def create_draft(self, body: Mapping[str, Any]) -> Response:
+        # Hazard: not idempotent. Every accepted POST makes a new draft.
+        return await self.request("POST", self.url("records"), json=body, resend=False)
+
+    async def get_draft(self, draft_id: str) -> Response:
+        return await self.request("GET", self.url("records", draft_id, "draft"), accept=(404,))
+
+    async def update_draft(self, draft_id: str, body: Mapping[str, Any]) -> Response:
+        return await self.request("PUT", self.url("records", draft_id, "draft"), json=body)
+
+    async def delete_draft(self, draft_id: str) -> Response:
+        return await self.request("DELETE", self.url("records", draft_id, "draft"), accept=(404,))
+
+    async def get_record(self, record_id: str) -> Response:
+        return await self.request("GET", self.url("records", record_id), accept=(404, 410))
+
+    async def list_files(self, files_url: str) -> Response:
+        return await self.request("GET", files_url)
+
+    async def init_files(self, files_url: str, entries: list[dict[str, Any]]) -> Response:
+        # Hazard: not idempotent (a second init of a key gives 400 "already exists").
+        return await self.request("POST", files_url, json=entries, resend=False)
+
+    async def delete_file(self, file_url: str) -> Response:
+        return await self.request("DELETE", file_url, accept=(404,))
+
+    async def put_content(self, content_url: str, body: BodyFactory, size: int) -> Response:
+        return await self.request("PUT", content_url, body=body, size=size, accept=(400, 404))
+
+    async def commit(self, commit_url: str) -> Response:
+        # A 500 here means "content missing" (contract 3.5): the caller re-PUTs.
+        return await self.request("POST", commit_url, accept=(400, 404, 500))
+
+    async def publish(self, publish_url: str) -> Response:
+        # Hazard: not idempotent; after a lost answer, GET /api/records/{id} decides.
+        return await self.request("POST", publish_url, resend=False)
+
+    async def search_user_records(self, params: Mapping[str, str]) -> Response:
+        return await self.request("GET", self.url("user", "records"), params=params)
+
+    async def get_community(self, slug_or_id: str) -> Response:
+        return await self.request("GET", self.url("communities", slug_or_id), accept=(404,))
+
+    async def search_communities(self, slug: str) -> Response:
+        return await self.request(
+            "GET", self.url("communities"), params={"q": f"slug:{slug}", "size": "5"}
+        )
+
+    async def put_review(self, review_url: str, community_id: str) -> Response:
+        return await self.request(
+            "PUT",
+            review_url,
+            json={"receiver": {"community": community_id}, "type": "community-submission"},
+        )
+
+    async def submit_review(self, draft_id: str) -> Response:
+        # Hazard: not idempotent (with direct inclusion it publishes).
+        url = self.url("records", draft_id, "draft", "actions", "submit-review")
+        return await self.request(
+            "POST",
+            url,
+            json={"payload": {"content": "Uploaded with async-uploader", "format": "html"}},
+            resend=False,
+        )

@@ -1,0 +1,169 @@
+"""One exception tree for the whole tool.
+
+::
+
+    UploaderError                      root: everything the tool raises on purpose
+    ├── ConfigError                    bad options or environment; nothing was sent (exit 2)
+    ├── RecordInvalid                  a record folder failed local validation (never sent)
+    ├── ChecksumMismatch               server md5 differs from the local one after a re-upload
+    ├── OutcomeUnknown                 a non-idempotent call may or may not have happened
+    ├── LocalChangeAfterPublish        a folder changed after its record was published
+    ├── ApiError                       the server answered with an error, or did not answer
+    │   ├── TransientApiError          408/429/5xx/connection/timeouts: retried, budget spent
+    │   └── PermanentApiError          other 4xx: the record fails with the server's message
+    └── BatchFatal                     stops the whole batch early (exit 3)
+        ├── AuthRefused                token refused on a write (403 before anything worked)
+        ├── ServerUnreachable          connection errors outlasted the retry budget
+        └── JournalWriteFailed         the journal cannot be written (disk full, read-only)
+
+Every error carries the context a person needs to act on it: the record folder, the file
+key, and for API errors the HTTP method, URL, status and the server's own ``message`` and
+``errors``. aiohttp exceptions are translated into this tree in exactly one place
+(``client.py``). No error ever holds the token: URLs never carry it (it travels in the
+``Authorization`` header only) and request headers are not kept.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+class UploaderError(Exception):
+    """Root of the tree. ``folder`` and ``key`` locate the problem in the input."""
+
+    def __init__(self, message: str, *, folder: str | None = None, key: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.folder = folder
+        self.key = key
+
+    def where(self) -> str:
+        parts = []
+        if self.folder is not None:
+            parts.append(f"folder {self.folder}")
+        if self.key is not None:
+            parts.append(f"file {self.key!r}")
+        return ", ".join(parts)
+
+    def __str__(self) -> str:
+        where = self.where()
+        return f"{where}: {self.message}" if where else self.message
+
+
+class ConfigError(UploaderError):
+    """Usage or configuration problem found before any request was sent."""
+
+
+class RecordInvalid(UploaderError):
+    """Local validation refused the folder; ``problems`` lists every finding."""
+
+    def __init__(self, message: str, *, folder: str, problems: tuple[str, ...] = ()):
+        super().__init__(message, folder=folder)
+        self.problems = problems
+
+
+class ChecksumMismatch(UploaderError):
+    def __init__(self, *, folder: str, key: str, local_md5: str, server_checksum: str | None):
+        super().__init__(
+            f"server checksum {server_checksum} differs from local md5:{local_md5} "
+            "after a second upload",
+            folder=folder,
+            key=key,
+        )
+        self.local_md5 = local_md5
+        self.server_checksum = server_checksum
+
+
+class OutcomeUnknown(UploaderError):
+    """A create or publish may have happened; a rerun reconciles it with the server."""
+
+
+class LocalChangeAfterPublish(UploaderError):
+    """The folder changed after its record was published; re-publishing is a user decision."""
+
+
+class ApiError(UploaderError):
+    """The server refused a request, or could not be reached.
+
+    ``status`` is None when no HTTP answer arrived (connection error, timeout).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str,
+        url: str,
+        status: int | None,
+        server_message: str | None = None,
+        server_errors: Any = None,
+        folder: str | None = None,
+        key: str | None = None,
+    ):
+        super().__init__(message, folder=folder, key=key)
+        self.method = method
+        self.url = url
+        self.status = status
+        self.server_message = server_message
+        self.server_errors = server_errors
+
+    def with_context(self, *, folder: str | None = None, key: str | None = None) -> ApiError:
+        """Fill in the record folder and file key once the caller knows them."""
+        if self.folder is None:
+            self.folder = folder
+        if self.key is None:
+            self.key = key
+        return self
+
+    def __str__(self) -> str:
+        head = super().__str__()
+        status = "no answer" if self.status is None else f"HTTP {self.status}"
+        text = f"{head} [{self.method} {self.url} -> {status}]"
+        if self.server_message:
+            text += f" server says: {self.server_message!r}"
+        if self.server_errors:
+            text += f" errors: {format_server_errors(self.server_errors)}"
+        return text
+
+
+class TransientApiError(ApiError):
+    """Worth retrying: 408, 429, 5xx (JSON or a proxy's HTML), dropped connections."""
+
+
+class PermanentApiError(ApiError):
+    """Not worth retrying: the request itself is wrong (4xx other than 408/429)."""
+
+
+class BatchFatal(UploaderError):
+    """Stops the whole batch: retrying other records cannot succeed either."""
+
+
+class AuthRefused(PermanentApiError, BatchFatal):
+    pass
+
+
+class ServerUnreachable(TransientApiError, BatchFatal):
+    pass
+
+
+class JournalWriteFailed(BatchFatal):
+    pass
+
+
+def format_server_errors(errors: Any) -> str:
+    """Render the server's ``errors`` (a list of {field, messages} or a plain string)."""
+    if isinstance(errors, str):
+        return errors
+    if isinstance(errors, list):
+        parts = []
+        for item in errors:
+            if isinstance(item, dict) and "field" in item:
+                msgs = item.get("messages") or item.get("message") or []
+                if isinstance(msgs, str):
+                    msgs = [msgs]
+                parts.append(f"{item['field']}: {'; '.join(str(m) for m in msgs)}")
+            else:
+                parts.append(json.dumps(item, ensure_ascii=False))
+        return " | ".join(parts)
+    return json.dumps(errors, ensure_ascii=False)

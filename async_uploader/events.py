@@ -1,0 +1,97 @@
+"""Progress events: the library emits them, only the CLI renders them.
+
+A reporter is any callable taking one event. It runs on the event loop, so it must be quick
+(the CLI's renderers only update counters and redraw at most a few times a second).
+``BytesSent.n`` may be negative: a retried upload takes back the bytes it re-sends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .results import BatchResult, RecordResult
+
+
+@dataclass(frozen=True)
+class BatchStarted:
+    records: int
+    total_bytes: int
+    already_done: int
+
+
+@dataclass(frozen=True)
+class RecordStarted:
+    folder: str
+
+
+@dataclass(frozen=True)
+class BytesSent:
+    folder: str
+    key: str
+    n: int
+
+
+@dataclass(frozen=True)
+class FileDone:
+    folder: str
+    key: str
+    size: int
+    md5: str
+
+
+@dataclass(frozen=True)
+class Retrying:
+    """One HTTP call failed transiently and will be sent again after ``delay`` seconds."""
+
+    method: str
+    url: str
+    reason: str
+    attempt: int
+    delay: float
+
+
+@dataclass(frozen=True)
+class Paused:
+    """The whole batch waits: the server said it is over its rate limit."""
+
+    seconds: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something a person should know that is not an error (e.g. a reused draft)."""
+
+    folder: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RecordDone:
+    result: RecordResult
+
+
+@dataclass(frozen=True)
+class BatchDone:
+    result: BatchResult
+
+
+Event = (
+    BatchStarted
+    | RecordStarted
+    | BytesSent
+    | FileDone
+    | Retrying
+    | Paused
+    | Notice
+    | RecordDone
+    | BatchDone
+)
+Reporter = Callable[[Event], None]
+
+
+def no_reporter(event: Event) -> None:
+    """The default: events go nowhere."""

@@ -1,0 +1,179 @@
+"""Per-record journal: what is known to exist on the server, written before the next step.
+
+One small JSON file per record folder under the state directory (default
+``.upload_state/`` beside the links file, so record folders may be read-only). Each write
+goes to a temporary file, is fsync'd, then atomically renamed over the old one, so a kill at
+any moment leaves either the old or the new state, never a torn file.
+
+The journal is a strong hint, not the truth: a rerun reconciles it with the server (the
+draft's file list, ``GET /api/records/{id}``). An unreadable entry is reported and treated
+as "unknown", never a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from .errors import JournalWriteFailed
+
+VERSION = 1
+
+# Phases, in the order a record goes through them.
+NEW = "new"
+CREATING = "creating"  # POST /api/records sent; its outcome is unknown until it answers
+DRAFT = "draft"  # the draft exists (draft_id known)
+SHARING = "sharing"  # publish / submit-review sent; outcome unknown until it answers
+IN_REVIEW = "in-review"  # submitted to a community that reviews before inclusion
+PUBLISHED = "published"
+DONE_PHASES = frozenset({PUBLISHED, IN_REVIEW})
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class FileState:
+    """A file the server has committed, and the local file it came from."""
+
+    key: str
+    size: int
+    mtime_ns: int
+    md5: str
+
+
+@dataclass(frozen=True)
+class RecordState:
+    folder: str
+    phase: str = NEW
+    fingerprint: str = ""  # of the local folder when the current draft/record was made
+    metadata_sha: str = ""  # of record_metadata.json as last sent to the draft
+    draft_id: str | None = None
+    links: dict[str, Any] | None = None  # the draft-creation `links`, as records_links.json wants
+    record_url: str | None = None
+    create_started: str | None = None  # ISO time the create was sent (for the lost-response search)
+    title: str | None = None
+    files: dict[str, FileState] = field(default_factory=dict)
+    last_error: str | None = None
+    attempts: int = 0
+    updated: str | None = None
+
+    def evolve(self, **changes: Any) -> RecordState:
+        return replace(self, updated=utcnow(), **changes)
+
+    def with_file(self, state: FileState) -> RecordState:
+        return self.evolve(files={**self.files, state.key: state})
+
+    def without_file(self, key: str) -> RecordState:
+        return self.evolve(files={k: v for k, v in self.files.items() if k != key})
+
+    @property
+    def done(self) -> bool:
+        return self.phase in DONE_PHASES
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["version"] = VERSION
+        data["files"] = [asdict(f) for f in self.files.values()]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RecordState:
+        if data.get("version") != VERSION:
+            raise ValueError(f"unknown journal version {data.get('version')!r}")
+        files = {f["key"]: FileState(**f) for f in data.pop("files", [])}
+        data.pop("version")
+        return cls(files=files, **data)
+
+
+def entry_name(folder: str) -> str:
+    """File name for a folder's entry: safe on every file system, reversible enough to read."""
+    return quote(folder, safe="") + ".json"
+
+
+class Journal:
+    """Reads and writes the per-record entries of one state directory."""
+
+    def __init__(self, state_dir: Path):
+        self.dir = state_dir
+
+    def path_for(self, folder: str) -> Path:
+        return self.dir / entry_name(folder)
+
+    def load(self, folder: str) -> tuple[RecordState | None, str | None]:
+        """The entry, or (None, warning) when it is missing or unreadable."""
+        path = self.path_for(folder)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None, None
+        except OSError as exc:
+            return None, f"journal entry {path} unreadable ({exc.strerror}); checking the server"
+        try:
+            state = RecordState.from_json(json.loads(raw))
+        except (ValueError, TypeError, KeyError) as exc:
+            return None, f"journal entry {path} is corrupt ({exc}); checking the server"
+        if state.folder != folder:
+            return None, f"journal entry {path} belongs to {state.folder!r}; ignoring it"
+        return state, None
+
+    def save(self, state: RecordState) -> None:
+        """Atomic write (see ``atomic_write``).
+
+        Hazard: callers run this under a shielded cancel scope, so a cancellation never lands
+        between the server change and its journal entry.
+        """
+        data = json.dumps(state.to_json(), ensure_ascii=False, indent=1).encode()
+        try:
+            atomic_write(self.path_for(state.folder), data)
+        except OSError as exc:
+            raise JournalWriteFailed(
+                f"cannot write the journal in {self.dir}: {exc.strerror or exc}",
+                folder=state.folder,
+            ) from exc
+
+    def folders(self) -> list[str]:
+        """Folders that have an entry (for `status`)."""
+        if not self.dir.is_dir():
+            return []
+        return [
+            p.name for p in self.dir.iterdir() if p.suffix == ".json" and not p.name.startswith(".")
+        ]
+
+
+def atomic_write(target: Path, data: bytes) -> None:
+    """Temp file in the same directory, fsync, rename over the target, fsync the directory."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(target.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

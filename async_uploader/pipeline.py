@@ -1,0 +1,278 @@
+"""The batch: discover -> validate -> plan -> one task per record -> links file and report.
+
+Structured concurrency: one task group for the batch, one child task per record, at most
+``records_in_flight`` alive at once and at most ``file_streams`` uploads at once (two
+capacity limiters), all requests under one rate limiter. A record's failure becomes its
+``RecordResult``; only ``BatchFatal`` errors (token refused, server unreachable, journal not
+writable) cancel the others. A stop request (SIGINT/SIGTERM in the CLI) starts no new
+records and gives in-flight ones ``grace_seconds`` before they are cancelled.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import aiohttp
+import anyio
+
+from .client import InvenioClient
+from .config import USER_AGENT, ShareMode, UploadConfig
+from .discover import RecordFolder, discover
+from .errors import BatchFatal, PermanentApiError, UploaderError
+from .events import (
+    BatchDone,
+    BatchStarted,
+    BytesSent,
+    Event,
+    Notice,
+    RecordDone,
+    RecordStarted,
+    Reporter,
+    no_reporter,
+)
+from .journal import Journal, RecordState
+from .links import write_links, write_report
+from .plan import Action, fingerprint, plan_record
+from .ratelimit import RateLimiter, RatePolicy
+from .record import RecordJob
+from .results import BatchResult, Counters, FileResult, Outcome, RecordResult
+from .validate import ValidRecord, validate_all
+
+
+@dataclass
+class Run:
+    """Everything one batch shares; created by ``upload_records`` and passed down."""
+
+    config: UploadConfig
+    client: InvenioClient
+    journal: Journal
+    reporter: Reporter
+    streams: anyio.CapacityLimiter
+    claimed: set[str] = field(default_factory=set)  # draft ids some record already owns
+    _community: str | None = None
+    _community_lock: anyio.Lock = field(default_factory=anyio.Lock)
+
+    def emit(self, event: Event) -> None:
+        self.reporter(event)
+
+    def notice(self, folder: str, message: str) -> None:
+        self.reporter(Notice(folder, message))
+
+    def bytes_sent(self, folder: str, key: str, n: int) -> None:
+        self.client.counters.bytes_sent += n
+        self.reporter(BytesSent(folder, key, n))
+
+    async def save(self, state: RecordState) -> None:
+        # Hazard: cancellation. The server already changed; the journal must say so even
+        # if the batch is being cancelled, so the write is shielded.
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self.journal.save, state)
+
+    async def community_id(self) -> str:
+        """Resolve the community slug to its UUID once for the whole batch."""
+        async with self._community_lock:
+            if self._community is None:
+                slug = self.config.community or ""
+                resp = await self.client.get_community(slug)
+                if resp.status == 404:
+                    found = await self.client.search_communities(slug)
+                    hits = found.obj.get("hits", {}).get("hits", [])
+                    match = [h for h in hits if h.get("slug") == slug or h.get("id") == slug]
+                    if not match:
+                        raise PermanentApiError(
+                            f"community {slug!r} not found on the server",
+                            method="GET",
+                            url=resp.url,
+                            status=404,
+                            server_message=resp.obj.get("message"),
+                        )
+                    resp = found.__class__(resp.method, resp.url, 200, match[0], resp.headers)
+                self._community = str(resp.obj["id"])
+            return self._community
+
+
+async def upload_records(
+    config: UploadConfig,
+    *,
+    reporter: Reporter = no_reporter,
+    stop: anyio.Event | None = None,
+    abort: anyio.Event | None = None,
+) -> BatchResult:
+    """Upload every record folder under ``config.records_dir``; rerunning resumes.
+
+    1. discover and validate every folder (no network);
+    2. plan each record from its journal entry;
+    3. run one task per record: draft, files, share;
+    4. write the links file (and the report) from the journals, also when interrupted.
+    """
+    config.check()
+    began = time.monotonic()
+    stop = stop or anyio.Event()
+    abort = abort or anyio.Event()
+    folders = await anyio.to_thread.run_sync(
+        lambda: discover(config.records_dir, include=config.include, exclude=config.exclude)
+    )
+    valid, invalid = validate_all(folders, config.limits)
+    results: dict[str, RecordResult] = {
+        folder.name: RecordResult(
+            folder.name, Outcome.INVALID, error="; ".join(str(p) for p in problems)
+        )
+        for folder, problems in invalid
+    }
+    journal = Journal(config.state_path)
+    states = {r.folder.name: journal.load(r.folder.name) for r in valid}
+    counters = Counters()
+    fatal: BatchFatal | None = None
+    todo = list(valid)
+    reporter(
+        BatchStarted(
+            len(folders),
+            sum(r.total_bytes for r in valid),
+            sum(1 for s, _ in states.values() if s and s.done),
+        )
+    )
+    async with open_client(config, counters, reporter) as client:
+        run = Run(config, client, journal, reporter, anyio.CapacityLimiter(config.file_streams))
+        run.claimed.update(s.draft_id for s, _ in states.values() if s and s.draft_id)
+        slots = anyio.Semaphore(config.records_in_flight)
+
+        async def one(record: ValidRecord) -> None:
+            nonlocal fatal
+            name = record.folder.name
+            try:
+                results[name] = await process(run, record, states[name])
+            except BatchFatal as exc:
+                fatal = fatal or exc
+                results[name] = failed(name, exc)
+                batch.cancel_scope.cancel()
+            finally:
+                slots.release()
+
+        async def grace_watch() -> None:
+            await stop.wait()
+            with anyio.move_on_after(config.grace_seconds):
+                await abort.wait()  # a second signal ends the grace period at once
+            batch.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(grace_watch)
+            async with anyio.create_task_group() as batch:
+                for record in todo:
+                    await slots.acquire()
+                    if stop.is_set() or fatal is not None:
+                        slots.release()
+                        break
+                    batch.start_soon(one, record)
+            outer.cancel_scope.cancel()
+        interrupted = stop.is_set()
+        for record in todo:  # whatever did not finish is resumable
+            results.setdefault(
+                record.folder.name,
+                RecordResult(
+                    record.folder.name,
+                    Outcome.INTERRUPTED if fatal is None else Outcome.FAILED,
+                    error=None if fatal is None else f"not started: {fatal.message}",
+                ),
+            )
+    ordered = tuple(results[f.name] for f in folders if f.name in results)
+    batch_result = BatchResult(
+        ordered, counters, time.monotonic() - began, interrupted, str(fatal) if fatal else None
+    )
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(finish, config, journal, folders, batch_result)
+    reporter(BatchDone(batch_result))
+    return batch_result
+
+
+@asynccontextmanager
+async def open_client(
+    config: UploadConfig, counters: Counters, reporter: Reporter = no_reporter
+) -> AsyncIterator[InvenioClient]:
+    """One aiohttp session (keep-alive) and one rate limiter for the whole batch."""
+    timeout = aiohttp.ClientTimeout(
+        total=None,
+        connect=config.connect_timeout,
+        sock_connect=config.connect_timeout,
+        sock_read=config.read_timeout,
+    )
+    connector = aiohttp.TCPConnector(
+        limit=config.records_in_flight + config.file_streams + 4,
+        ssl=None if config.verify_tls else False,
+    )
+    headers = {"User-Agent": USER_AGENT, "Authorization": f"Bearer {config.token}"}
+    async with aiohttp.ClientSession(
+        timeout=timeout, connector=connector, headers=headers, raise_for_status=False
+    ) as session:
+        yield InvenioClient(
+            session,
+            api_url=config.api_url,
+            limiter=RateLimiter(RatePolicy(config.rate, config.burst)),
+            retry=config.retry,
+            counters=counters,
+            reporter=reporter,
+            stall_timeout=config.stall_timeout,
+        )
+
+
+async def process(
+    run: Run, record: ValidRecord, loaded: tuple[RecordState | None, str | None]
+) -> RecordResult:
+    """Run one record, turning its errors into its result (one bad folder never sinks the batch)."""
+    name = record.folder.name
+    state, warning = loaded
+    if warning:
+        run.notice(name, warning)
+    plan = plan_record(record, state, fingerprint(record))
+    if plan.action is Action.SKIP and state is not None:
+        files = tuple(FileResult(f.key, f.size, f.md5) for f in state.files.values())
+        return RecordResult(name, Outcome.SKIPPED, state.draft_id, state.record_url, files)
+    if plan.action is Action.CHANGED and state is not None:
+        return RecordResult(
+            name,
+            Outcome.CHANGED,
+            state.draft_id,
+            state.record_url,
+            error="the folder changed after its record was "
+            f"{state.phase}; not re-publishing (make a new version, or revert "
+            "the folder)",
+        )
+    run.emit(RecordStarted(name))
+    job = RecordJob(run, record, state or RecordState(folder=name), plan)
+    try:
+        result = await job.execute()
+    except BatchFatal:
+        raise
+    except UploaderError as exc:
+        if exc.folder is None:
+            exc.folder = name
+        result = failed(name, exc, job.state.draft_id)
+        await run.save(job.state.evolve(last_error=str(exc), attempts=job.state.attempts + 1))
+    run.emit(RecordDone(result))
+    return result
+
+
+def failed(name: str, exc: UploaderError, record_id: str | None = None) -> RecordResult:
+    return RecordResult(
+        name,
+        Outcome.FAILED,
+        record_id,
+        error=str(exc),
+        server_message=getattr(exc, "server_message", None),
+    )
+
+
+def finish(
+    config: UploadConfig, journal: Journal, folders: Sequence[RecordFolder], result: BatchResult
+) -> None:
+    """Write the links file (derived from the journals) and the report; atomic, in order."""
+    states = [journal.load(f.name)[0] for f in folders]
+    write_links(
+        config.links_path,
+        [s for s in states if s is not None],
+        draft_only=config.share is ShareMode.DRAFT_ONLY,
+    )
+    if config.report_file is not None:
+        write_report(config.report_file, result)

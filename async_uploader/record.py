@@ -1,0 +1,354 @@
+"""One record's journey: draft -> files -> share, each step journaled before the next.
+
+The order of operations is what makes a kill at any moment safe:
+
+1. the journal says ``creating`` (with the time and title) *before* POST /api/records;
+   the draft id is journaled the moment the answer arrives;
+2. every committed file is journaled (size, mtime, md5) before the next step;
+3. the journal says ``sharing`` before publish/submit-review, ``published`` after.
+
+A rerun reads the journal and asks the server about anything that was in flight, so no
+call that creates something is ever sent twice blindly.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .discover import LocalFile
+from .errors import OutcomeUnknown, PermanentApiError, TransientApiError
+from .events import FileDone
+from .journal import CREATING, DRAFT, IN_REVIEW, NEW, PUBLISHED, SHARING, RecordState, utcnow
+from .plan import Action, RecordPlan, ServerFile, fingerprint, plan_files
+from .results import FileResult, Outcome, RecordResult
+from .retry import decide
+from .transfer import FileUploader, entries_of, entry_for, local_md5
+
+if TYPE_CHECKING:
+    from .pipeline import Run
+    from .validate import ValidRecord
+
+SHARE_ATTEMPTS = 6
+INDEX_DELAY = 2.0  # a new draft can take ~1 s to show up in search (contract section 7)
+CREATE_WINDOW = timedelta(minutes=2)  # how far before create_started a found draft may date
+
+
+@dataclass
+class RecordJob:
+    run: Run
+    record: ValidRecord
+    state: RecordState
+    plan: RecordPlan
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+
+    @property
+    def folder(self) -> str:
+        return self.record.folder.name
+
+    async def save(self, **changes: Any) -> None:
+        if changes:
+            self.state = self.state.evolve(**changes)
+        async with self.lock:
+            await self.run.save(self.state)
+
+    # -- the recipe -----------------------------------------------------------------------
+    async def execute(self) -> RecordResult:
+        if self.plan.action is Action.CONFIRM_SHARE and await self._confirm_published():
+            return self._result(Outcome.PUBLISHED)
+        draft = await self._ensure_draft()
+        if draft is None:  # the share went through in an earlier run after all
+            return self._result(Outcome.PUBLISHED)
+        await self._sync_files(draft)
+        if self.run.config.share.value == "draft-only":
+            return self._result(Outcome.DRAFT)
+        return self._result(await self._share(draft))
+
+    def _result(self, outcome: Outcome) -> RecordResult:
+        files = tuple(FileResult(f.key, f.size, f.md5) for f in self.state.files.values())
+        return RecordResult(self.folder, outcome, self.state.draft_id, self.state.record_url, files)
+
+    # -- 1. the draft ---------------------------------------------------------------------
+    async def _ensure_draft(self) -> dict[str, Any] | None:
+        if self.state.draft_id:
+            resp = await self.run.client.get_draft(self.state.draft_id)
+            if resp.status == 200:
+                self.run.notice(self.folder, f"reusing draft {self.state.draft_id}")
+                return await self._refresh_metadata(resp.obj, self.plan.metadata_changed)
+            if await self._confirm_published():
+                return None
+            self.run.notice(self.folder, f"draft {self.state.draft_id} is gone; starting again")
+            self.state = RecordState(folder=self.folder)
+        if self.state.phase == CREATING:
+            found = await self._find_lost_draft()
+            if found is not None:
+                return await self._refresh_metadata(found, True)
+        return await self._create()
+
+    async def _create(self) -> dict[str, Any]:
+        attempt = 0
+        started = anyio.current_time()
+        while True:
+            attempt += 1
+            # Hazard: POST /api/records is not idempotent. Journal the attempt first, so that
+            # a kill before the answer leaves a trail to search by.
+            await self.save(
+                phase=CREATING,
+                create_started=utcnow(),
+                title=self.record.title,
+                draft_id=None,
+                links=None,
+                files={},
+            )
+            try:
+                resp = await self.run.client.create_draft(self.record.metadata)
+            except TransientApiError as exc:
+                # The draft may exist even though the answer was lost: look before resending.
+                found = await self._find_lost_draft()
+                if found is not None:
+                    return await self._refresh_metadata(found, True)
+                decision = decide(
+                    attempt=attempt,
+                    elapsed=anyio.current_time() - started,
+                    status=exc.status,
+                    retry_after=None,
+                    config=self.run.config.retry,
+                    jitter=random.random(),
+                )
+                if not decision.retry:
+                    raise
+                await anyio.sleep(decision.delay)
+                continue
+            draft = resp.obj
+            self.run.claimed.add(str(draft["id"]))
+            await self.save(
+                phase=DRAFT,
+                draft_id=str(draft["id"]),
+                links=draft.get("links"),
+                metadata_sha=self.record.metadata_sha256,
+                fingerprint=fingerprint(self.record),
+            )
+            if draft.get("errors"):
+                self.run.notice(
+                    self.folder,
+                    "the server noted problems it will refuse at "
+                    f"publish: {_soft_errors(draft['errors'])}",
+                )
+            return draft
+
+    async def _find_lost_draft(self) -> dict[str, Any] | None:
+        """Search the user's drafts for one a lost create made: same title, made since then."""
+        since = _parse_time(self.state.create_started) or datetime.now().astimezone()
+        wait = INDEX_DELAY - (datetime.now().astimezone() - since).total_seconds()
+        if wait > 0:  # give the search index time to see a draft made a moment ago
+            await anyio.sleep(wait)
+        title = self.record.title
+        quoted = title.replace("\\", "\\\\").replace('"', '\\"')
+        resp = await self.run.client.search_user_records(
+            {"q": f'metadata.title:"{quoted}"', "sort": "newest", "size": "50"}
+        )
+        hits = resp.obj.get("hits", {}).get("hits", [])
+        for hit in sorted(hits, key=lambda h: str(h.get("created"))):
+            hit_id = str(hit.get("id"))
+            created = _parse_time(hit.get("created"))
+            if (
+                hit.get("is_published")
+                or hit.get("metadata", {}).get("title") != title
+                or hit_id in self.run.claimed
+                or created is None
+                or created < since - CREATE_WINDOW
+            ):
+                continue
+            self.run.claimed.add(hit_id)  # no await since the check: no other task can take it
+            draft = await self.run.client.get_draft(hit_id)
+            if draft.status != 200:
+                continue
+            self.run.notice(
+                self.folder,
+                f"found draft {hit_id} from a create whose answer "
+                "was lost; using it instead of creating another",
+            )
+            await self.save(
+                phase=DRAFT,
+                draft_id=hit_id,
+                links=draft.obj.get("links"),
+                fingerprint=fingerprint(self.record),
+            )
+            return draft.obj
+        return None
+
+    async def _refresh_metadata(self, draft: dict[str, Any], changed: bool) -> dict[str, Any]:
+        if not changed:
+            return draft
+        # PUT replaces the whole draft; the body carries `files`, so files.enabled is kept.
+        resp = await self.run.client.update_draft(str(draft["id"]), self.record.metadata)
+        await self.save(metadata_sha=self.record.metadata_sha256)
+        return {**draft, **resp.obj, "links": draft.get("links") or resp.obj.get("links")}
+
+    # -- 2. the files ---------------------------------------------------------------------
+    async def _sync_files(self, draft: dict[str, Any]) -> None:
+        files_url = draft["links"]["files"]
+        local = {f.key: f for f in self.record.folder.files}
+        listing: dict[str, Any] = {}
+        if draft.get("files", {}).get("count", 1) or self.state.files:
+            listing = (await self.run.client.list_files(files_url)).obj
+        server = {
+            e["key"]: ServerFile(e["key"], e.get("status", ""), e.get("checksum"))
+            for e in entries_of(listing)
+        }
+        fplan = plan_files(self.record.folder.files, self.state.files, server)
+        if fplan.verify:
+            md5s = {
+                k: await anyio.to_thread.run_sync(local_md5, local[k].path) for k in fplan.verify
+            }
+            fplan = plan_files(self.record.folder.files, self.state.files, server, md5s)
+        by_key = {e["key"]: e for e in entries_of(listing)}
+        for key in fplan.delete:
+            await self.run.client.delete_file(by_key[key]["links"]["self"])
+            await self.save(files={k: v for k, v in self.state.files.items() if k != key})
+        kept = {k: self.state.files[k] for k in fplan.keep if k in self.state.files}
+        for key in fplan.keep:
+            if key not in kept:
+                f = local[key]
+                kept[key] = _state_from_server(f, by_key[key])
+        if kept != self.state.files:
+            await self.save(files=kept)
+        if fplan.upload:
+            entries = await self._init_files(files_url, [local[k] for k in fplan.upload])
+            uploader = FileUploader(
+                self.run.client,
+                files_url,
+                self.folder,
+                self.run.config.chunk_size,
+                self.run.config.stall_timeout,
+                lambda key, n: self.run.bytes_sent(self.folder, key, n),
+            )
+            async with anyio.create_task_group() as tg:
+                for key in fplan.upload:
+                    tg.start_soon(self._upload_one, uploader, local[key], entries[key])
+
+    async def _init_files(self, files_url: str, files: list[LocalFile]) -> dict[str, Any]:
+        body = [{"key": f.key, "size": f.size} for f in files]
+        try:
+            resp = await self.run.client.init_files(files_url, body)
+        except TransientApiError:
+            # Hazard: init is not idempotent. The batch may have gone through: look first.
+            resp = await self.run.client.list_files(files_url)
+            missing = [f for f in files if f.key not in {e["key"] for e in entries_of(resp.obj)}]
+            if missing:
+                resp = await self.run.client.init_files(
+                    files_url, [{"key": f.key, "size": f.size} for f in missing]
+                )
+        return {f.key: entry_for(resp, f.key, self.folder) for f in files}
+
+    async def _upload_one(
+        self, uploader: FileUploader, file: LocalFile, entry: dict[str, Any]
+    ) -> None:
+        async with self.run.streams:
+            state = await uploader.upload(file, entry)
+        self.state = self.state.with_file(state)
+        await self.save()
+        self.run.emit(FileDone(self.folder, file.key, file.size, state.md5))
+
+    # -- 3. share -------------------------------------------------------------------------
+    async def _share(self, draft: dict[str, Any]) -> Outcome:
+        draft_id = str(draft["id"])
+        community = self.run.config.share.value == "community"
+        if community:
+            cid = await self.run.community_id()
+            await self.run.client.put_review(draft["links"]["review"], cid)
+        started = anyio.current_time()
+        for attempt in range(1, SHARE_ATTEMPTS + 1):
+            await self.save(phase=SHARING, fingerprint=fingerprint(self.record))
+            try:
+                if community:
+                    resp = await self.run.client.submit_review(draft_id)
+                    if resp.obj.get("status") != "accepted":
+                        await self.save(phase=IN_REVIEW)
+                        return Outcome.IN_REVIEW
+                    if await self._confirm_published():
+                        return Outcome.PUBLISHED
+                else:
+                    resp = await self.run.client.publish(draft["links"]["publish"])
+                    return await self._mark_published(resp.obj)
+            except TransientApiError as exc:
+                # Hazard: the share may have happened with its answer lost: ask the server.
+                if await self._confirm_published():
+                    return Outcome.PUBLISHED
+                if community and await self._in_review(draft_id):
+                    return Outcome.IN_REVIEW
+                decision = decide(
+                    attempt=attempt,
+                    elapsed=anyio.current_time() - started,
+                    status=exc.status,
+                    retry_after=None,
+                    config=self.run.config.retry,
+                    jitter=random.random(),
+                )
+                if not decision.retry:
+                    await self.save(phase=DRAFT)
+                    raise
+                await anyio.sleep(max(decision.delay, 1.0))
+            except PermanentApiError:
+                await self.save(phase=DRAFT)
+                raise
+        raise OutcomeUnknown(
+            "share did not complete; a rerun checks and finishes it", folder=self.folder
+        )
+
+    async def _confirm_published(self) -> bool:
+        if not self.state.draft_id:
+            return False
+        resp = await self.run.client.get_record(self.state.draft_id)
+        if resp.status != 200:
+            return False
+        await self._mark_published(resp.obj)
+        return True
+
+    async def _mark_published(self, record: dict[str, Any]) -> Outcome:
+        links = record.get("links", {})
+        url = links.get("self_html") or links.get("record_html") or links.get("html")
+        await self.save(phase=PUBLISHED, record_url=url, last_error=None)
+        return Outcome.PUBLISHED
+
+    async def _in_review(self, draft_id: str) -> bool:
+        resp = await self.run.client.request(
+            "GET", self.run.client.url("records", draft_id, "draft", "review"), accept=(404,)
+        )
+        if resp.status == 200 and resp.obj.get("status") == "submitted":
+            await self.save(phase=IN_REVIEW)
+            return True
+        return False
+
+
+def fresh_state(folder: str) -> RecordState:
+    return RecordState(folder=folder, phase=NEW)
+
+
+def _state_from_server(f: LocalFile, entry: dict[str, Any]) -> Any:
+    from .journal import FileState
+
+    return FileState(f.key, f.size, f.mtime_ns, str(entry.get("checksum", ""))[4:])
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.astimezone()
+
+
+def _soft_errors(errors: Any) -> str:
+    from .errors import format_server_errors
+
+    return format_server_errors(errors)
+
+
+__all__ = ["PUBLISHED", "RecordJob", "fresh_state"]

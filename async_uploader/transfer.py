@@ -1,0 +1,238 @@
+"""Stream one file into a draft: content PUT with md5 in the same pass, commit, verify.
+
+A transfer is a few small dependent steps, each of which can fail in its own way:
+
+* content PUT: the body is read in ``chunk_size`` pieces with aiofiles (never the whole
+  file in memory) and hashed as it goes. Transient failures are resent by the client from
+  byte 0 (the body factory restarts the read and the md5, and takes back the progress it had
+  reported). After a PUT the server did not accept (400 "File is smaller than expected.",
+  200 with ``errors``) the entry is looked up: re-PUT if it is still pending, re-init if the
+  server removed it.
+* commit: a 500 means "content missing" (contract 3.5): PUT again, then commit.
+* verify: the server's ``md5:`` checksum must equal ours. On a mismatch the file is deleted,
+  uploaded once more, and then the record fails.
+* stall: an upload that has not had a chunk accepted for ``stall_timeout`` seconds is
+  aborted and sent again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiofiles
+import anyio
+
+from .client import InvenioClient, Response
+from .discover import LocalFile
+from .errors import ChecksumMismatch, PermanentApiError, TransientApiError, UploaderError
+from .journal import FileState
+
+CONTENT_ATTEMPTS = 4  # server-side refusals of a content PUT (each already retried by the client)
+
+
+class FileBody:
+    """A re-startable request body over one local file, hashing what it sends."""
+
+    def __init__(self, file: LocalFile, chunk_size: int, on_progress: Callable[[int], None]):
+        self.file = file
+        self.chunk_size = chunk_size
+        self.on_progress = on_progress
+        self.sent = 0
+        self.md5: str | None = None
+        self.sending = False
+        self.last_progress = time.monotonic()
+
+    def __call__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        # Hazard: rewind. A retry starts again at byte 0, so the bytes the failed attempt
+        # reported are taken back and the digest starts afresh.
+        if self.sent:
+            self.on_progress(-self.sent)
+            self.sent = 0
+        self.md5 = None
+        digest = hashlib.md5()
+        left = self.file.size
+        self.sending = True
+        self.last_progress = time.monotonic()
+        try:
+            async with aiofiles.open(self.file.path, "rb") as fh:
+                while left > 0:
+                    chunk = await fh.read(min(self.chunk_size, left))
+                    if not chunk:
+                        raise UploaderError(
+                            f"file shrank while being uploaded ({left} bytes missing)",
+                            key=self.file.key,
+                        )
+                    digest.update(chunk)
+                    left -= len(chunk)
+                    yield chunk
+                    # aiohttp asks for the next chunk once this one is written out.
+                    self.sent += len(chunk)
+                    self.last_progress = time.monotonic()
+                    self.on_progress(len(chunk))
+        finally:
+            self.sending = False
+        self.md5 = digest.hexdigest()
+
+
+def local_md5(path: os.PathLike[str] | str, chunk_size: int = 1024 * 1024) -> str:
+    """md5 of a local file (used when the journal cannot vouch for a committed file)."""
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class FileUploader:
+    """Uploads the files of one record draft; ``files_url`` is the draft's ``links.files``."""
+
+    client: InvenioClient
+    files_url: str
+    folder: str
+    chunk_size: int
+    stall_timeout: float
+    on_progress: Callable[[str, int], None]
+
+    async def upload(self, file: LocalFile, entry: dict[str, Any]) -> FileState:
+        """PUT + commit + verify one initialised entry; re-upload once on a checksum mismatch."""
+        state, server_sum = await self._put_and_commit(file, entry)
+        if server_sum == f"md5:{state.md5}":
+            return state
+        # Hazard: the server stored other bytes than we sent. Delete, upload once more.
+        await self.client.delete_file(entry["links"]["self"])
+        entry = await self._init(file)
+        state, server_sum = await self._put_and_commit(file, entry)
+        if server_sum != f"md5:{state.md5}":
+            raise ChecksumMismatch(
+                folder=self.folder, key=file.key, local_md5=state.md5, server_checksum=server_sum
+            )
+        return state
+
+    async def _put_and_commit(
+        self, file: LocalFile, entry: dict[str, Any]
+    ) -> tuple[FileState, str]:
+        for _ in range(CONTENT_ATTEMPTS):
+            md5, entry = await self._put_content(file, entry)
+            resp = await self.client.commit(entry["links"]["commit"])
+            if resp.status == 200:
+                before = os.stat(file.path)
+                if (before.st_size, before.st_mtime_ns) != (file.size, file.mtime_ns):
+                    raise UploaderError(
+                        "file changed while it was uploaded; rerun to send the new content",
+                        folder=self.folder,
+                        key=file.key,
+                    )
+                state = FileState(file.key, file.size, file.mtime_ns, md5)
+                return state, str(resp.obj.get("checksum"))
+            if resp.status == 500:  # content missing on the server: send it again
+                continue
+            raise self._refused(resp, file)
+        raise TransientApiError(
+            "commit kept failing",
+            method="POST",
+            url=entry["links"]["commit"],
+            status=500,
+            folder=self.folder,
+            key=file.key,
+        )
+
+    async def _put_content(
+        self, file: LocalFile, entry: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        body = FileBody(file, self.chunk_size, lambda n: self.on_progress(file.key, n))
+        for _ in range(CONTENT_ATTEMPTS):
+            resp = await self._put_watched(entry["links"]["content"], body, file)
+            if resp.status == 200 and "errors" not in resp.obj and body.md5 is not None:
+                return body.md5, entry
+            if resp.status not in (200, 400, 404):
+                raise self._refused(resp, file)
+            if resp.status == 400 and "smaller than expected" not in str(resp.obj.get("message")):
+                raise self._refused(resp, file)
+            # The server did not keep the content. Pending: PUT again. Gone: init again.
+            found = await self.client.request("GET", entry["links"]["self"], accept=(404,))
+            if found.status == 404:
+                entry = await self._init(file)
+            else:
+                entry = found.obj or entry
+        raise TransientApiError(
+            "content upload kept failing",
+            method="PUT",
+            url=entry["links"]["content"],
+            status=resp.status,
+            server_message=str(resp.obj.get("message") or resp.obj.get("errors")),
+            folder=self.folder,
+            key=file.key,
+        )
+
+    async def _put_watched(self, url: str, body: FileBody, file: LocalFile) -> Response:
+        """The PUT, aborted and resent if no chunk is accepted for ``stall_timeout`` seconds."""
+        for _ in range(CONTENT_ATTEMPTS):
+            stalled = False
+            async with anyio.create_task_group() as tg:
+
+                async def watchdog() -> None:
+                    nonlocal stalled
+                    while True:
+                        await anyio.sleep(min(5.0, self.stall_timeout / 4))
+                        if body.sending and time.monotonic() - body.last_progress > (
+                            self.stall_timeout
+                        ):
+                            stalled = True
+                            tg.cancel_scope.cancel()
+
+                tg.start_soon(watchdog)
+                resp = await self.client.put_content(url, body, file.size)
+                tg.cancel_scope.cancel()
+            if not stalled:
+                return resp
+            self.client.counters.retries += 1
+            self.client.counters.by_reason["upload stalled"] += 1
+        raise TransientApiError(
+            f"upload stalled (no progress for {self.stall_timeout:.0f} s)",
+            method="PUT",
+            url=url,
+            status=None,
+            folder=self.folder,
+            key=file.key,
+        )
+
+    async def _init(self, file: LocalFile) -> dict[str, Any]:
+        """Initialise one key again (after the server dropped it)."""
+        resp = await self.client.init_files(self.files_url, [{"key": file.key}])
+        return entry_for(resp, file.key, self.folder)
+
+    def _refused(self, resp: Response, file: LocalFile) -> PermanentApiError:
+        err = self.client._error(resp)
+        err.with_context(folder=self.folder, key=file.key)
+        return err  # type: ignore[return-value]
+
+
+def entry_for(resp: Response, key: str, folder: str) -> dict[str, Any]:
+    """Find a key's entry in a files-list response (never by position: order is not promised)."""
+    for entry in entries_of(resp.obj):
+        if entry.get("key") == key:
+            return entry
+    raise PermanentApiError(
+        f"the server's file list has no entry {key!r}",
+        method=resp.method,
+        url=resp.url,
+        status=resp.status,
+        folder=folder,
+        key=key,
+    )
+
+
+def entries_of(listing: dict[str, Any]) -> list[dict[str, Any]]:
+    entries = listing.get("entries", [])
+    if isinstance(entries, dict):  # inside a draft's JSON, entries are keyed by name
+        return list(entries.values())
+    return list(entries)
