@@ -1,0 +1,86 @@
+"""Shared fixtures: record trees on disk, the sandbox server, running the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_RECORDS = ROOT.parent / "shared" / "seed-records"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def metadata(title: str, **extra: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "access": {"record": "public", "files": "public"},
+        "files": {"enabled": True},
+        "metadata": {
+            "title": title,
+            "resource_type": {"id": "dataset"},
+            "publication_date": "2026-11-26",
+            "publisher": "async-uploader tests",
+            "description": f"Test record {title}",
+            "creators": [{"person_or_org": {"type": "personal", "family_name": "Lovelace",
+                                            "given_name": "Ada"}}],
+        },
+    }
+    body["metadata"].update(extra)  # type: ignore[union-attr]
+    return body
+
+
+RecordFactory = Callable[..., Path]
+
+
+@pytest.fixture
+def make_records(tmp_path: Path) -> RecordFactory:
+    """Write ``n`` record folders under tmp_path/records; returns the root.
+
+    ``files`` maps key -> bytes (or an int size for deterministic filler bytes).
+    """
+
+    def make(n: int = 3, files: dict[str, bytes | int] | None = None,
+             root: Path | None = None, title: str = "Simulation run") -> Path:
+        base = root or tmp_path / "records"
+        files = files if files is not None else {"data.csv": b"a,b\n1,2\n", "out/log.txt": 300}
+        for i in range(n):
+            folder = base / str(i)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "record_metadata.json").write_text(json.dumps(metadata(f"{title} {i}")))
+            for key, content in files.items():
+                path = folder / key
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if isinstance(content, int):
+                    content = bytes((i * 7 + j) % 251 for j in range(content))
+                path.write_bytes(content)
+        return base
+
+    return make
+
+
+@pytest.fixture
+def sandbox_thread() -> Iterator[object]:
+    """A sandbox served from a background thread (for tests that run the CLI as a process)."""
+    from async_uploader.sandbox import Sandbox, SandboxConfig
+
+    with Sandbox.in_thread(SandboxConfig()) as sb:
+        yield sb
+
+
+def run_cli(args: Sequence[str], *, token: str | None = None, timeout: float = 300,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if k not in ("INVENIO_TOKEN", "INVENIO_URL")}
+    if token is not None:
+        full_env["INVENIO_TOKEN"] = token
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "async_uploader", *args], capture_output=True,
+                          text=True, timeout=timeout, env=full_env, cwd=ROOT, check=False)
