@@ -124,6 +124,7 @@ class InvenioClient:
         self.stall_timeout = stall_timeout
         self.rand = rand
         self.writes_ok = 0  # a 403 before any write worked means the token is refused
+        self.first_write = anyio.Event()  # the token is proven good: more records may start
 
     # -- transport ------------------------------------------------------------------------
     async def request(
@@ -166,6 +167,7 @@ class InvenioClient:
             if resp.status < 400 or resp.status in accept:
                 if method in WRITE_METHODS and resp.status < 400:
                     self.writes_ok += 1
+                    self.first_write.set()
                 return resp
             retry_after = parse_retry_after(resp.headers.get("Retry-After"), time.time())
             if resp.status == 429:

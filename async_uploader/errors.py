@@ -167,3 +167,25 @@ def format_server_errors(errors: Any) -> str:
                 parts.append(json.dumps(item, ensure_ascii=False))
         return " | ".join(parts)
     return json.dumps(errors, ensure_ascii=False)
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error to report for a group from a task group: batch-fatal first, then ours.
+
+    Anything else (a bug, a cancellation) is returned as the whole group, unchanged.
+    """
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for kind in (BatchFatal, UploaderError):
+        for leaf in leaves:
+            if isinstance(leaf, kind):
+                return leaf
+    return group

@@ -86,9 +86,9 @@ class RecordState:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RecordState:
-        if data.get("version") != VERSION:
-            raise ValueError(f"unknown journal version {data.get('version')!r}")
+    def from_json(cls, data: Any) -> RecordState:
+        if not isinstance(data, dict) or data.get("version") != VERSION:
+            raise ValueError("not a journal entry of version 1")
         files = {f["key"]: FileState(**f) for f in data.pop("files", [])}
         data.pop("version")
         return cls(files=files, **data)
@@ -119,7 +119,7 @@ class Journal:
             return None, f"journal entry {path} unreadable ({exc.strerror}); checking the server"
         try:
             state = RecordState.from_json(json.loads(raw))
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             return None, f"journal entry {path} is corrupt ({exc}); checking the server"
         if state.folder != folder:
             return None, f"journal entry {path} belongs to {state.folder!r}; ignoring it"
@@ -154,6 +154,7 @@ def atomic_write(target: Path, data: bytes) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -164,6 +165,12 @@ def atomic_write(target: Path, data: bytes) -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(target.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(path: Path) -> None:

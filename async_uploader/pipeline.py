@@ -148,8 +148,14 @@ async def upload_records(
                 fatal = fatal or exc
                 results[name] = failed(name, exc)
                 batch.cancel_scope.cancel()
+            except Exception as exc:  # a bug must not sink the other records either
+                results[name] = RecordResult(
+                    name, Outcome.FAILED, error=f"internal error: {type(exc).__name__}: {exc}"
+                )
+                reporter(RecordDone(results[name]))
             finally:
                 slots.release()
+                client.first_write.set()  # whatever happened, the probe record is over
 
         async def grace_watch() -> None:
             await stop.wait()
@@ -166,6 +172,9 @@ async def upload_records(
                         slots.release()
                         break
                     batch.start_soon(one, record)
+                    # Until one write has worked, run a single record: a refused token then
+                    # stops the batch after one record instead of failing all of them.
+                    await client.first_write.wait()
             outer.cancel_scope.cancel()
         interrupted = stop.is_set()
         for record in todo:  # whatever did not finish is resumable

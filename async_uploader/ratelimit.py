@@ -114,7 +114,7 @@ class RatePolicy:
         learned = SAFETY * limit / window
         self.rate = min(learned, self.user_rate) if self.user_rate else learned
         # burst + one window of schedule must stay within the server's limit.
-        self.burst = max(1, min(self.user_burst, int(limit * (1 - SAFETY))))
+        self.burst = max(1, min(self.user_burst, int(limit * (1 - SAFETY) + 1e-9)))
 
     def on_429(self, now: float, retry_after: float | None, jitter: float) -> float:
         """Pause everything; returns the pause length (seconds from now)."""

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .discover import LocalFile
-from .errors import OutcomeUnknown, PermanentApiError, TransientApiError
+from .errors import OutcomeUnknown, PermanentApiError, TransientApiError, first_error
 from .events import FileDone
 from .journal import CREATING, DRAFT, IN_REVIEW, NEW, PUBLISHED, SHARING, RecordState, utcnow
 from .plan import Action, RecordPlan, ServerFile, fingerprint, plan_files
@@ -227,9 +227,12 @@ class RecordJob:
                 self.run.config.stall_timeout,
                 lambda key, n: self.run.bytes_sent(self.folder, key, n),
             )
-            async with anyio.create_task_group() as tg:
-                for key in fplan.upload:
-                    tg.start_soon(self._upload_one, uploader, local[key], entries[key])
+            try:
+                async with anyio.create_task_group() as tg:
+                    for key in fplan.upload:
+                        tg.start_soon(self._upload_one, uploader, local[key], entries[key])
+            except BaseExceptionGroup as group:
+                raise first_error(group) from None
 
     async def _init_files(self, files_url: str, files: list[LocalFile]) -> dict[str, Any]:
         body = [{"key": f.key, "size": f.size} for f in files]

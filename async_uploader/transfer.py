@@ -59,6 +59,8 @@ class FileBody:
         self.md5 = None
         digest = hashlib.md5()
         left = self.file.size
+        if left == 0:
+            self.md5 = digest.hexdigest()
         self.sending = True
         self.last_progress = time.monotonic()
         try:
@@ -72,14 +74,17 @@ class FileBody:
                         )
                     digest.update(chunk)
                     left -= len(chunk)
+                    if left == 0:
+                        # aiohttp may stop iterating once Content-Length bytes are out (the
+                        # answer can arrive first), so the digest is final before the yield.
+                        self.md5 = digest.hexdigest()
+                    self.sent += len(chunk)
+                    self.on_progress(len(chunk))
                     yield chunk
                     # aiohttp asks for the next chunk once this one is written out.
-                    self.sent += len(chunk)
                     self.last_progress = time.monotonic()
-                    self.on_progress(len(chunk))
         finally:
             self.sending = False
-        self.md5 = digest.hexdigest()
 
 
 def local_md5(path: os.PathLike[str] | str, chunk_size: int = 1024 * 1024) -> str:
@@ -168,7 +173,7 @@ class FileUploader:
             method="PUT",
             url=entry["links"]["content"],
             status=resp.status,
-            server_message=str(resp.obj.get("message") or resp.obj.get("errors")),
+            server_message=str(resp.obj.get("message") or resp.obj.get("errors") or "none kept"),
             folder=self.folder,
             key=file.key,
         )

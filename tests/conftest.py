@@ -30,8 +30,15 @@ def metadata(title: str, **extra: object) -> dict[str, object]:
             "publication_date": "2026-11-26",
             "publisher": "async-uploader tests",
             "description": f"Test record {title}",
-            "creators": [{"person_or_org": {"type": "personal", "family_name": "Lovelace",
-                                            "given_name": "Ada"}}],
+            "creators": [
+                {
+                    "person_or_org": {
+                        "type": "personal",
+                        "family_name": "Lovelace",
+                        "given_name": "Ada",
+                    }
+                }
+            ],
         },
     }
     body["metadata"].update(extra)  # type: ignore[union-attr]
@@ -41,6 +48,12 @@ def metadata(title: str, **extra: object) -> dict[str, object]:
 RecordFactory = Callable[..., Path]
 
 
+def filler(size: int, seed: int = 0) -> bytes:
+    """Deterministic, folder-specific bytes (so identical files do not hide mix-ups)."""
+    block = bytes((seed * 7 + j) % 251 for j in range(4096))
+    return (block * (size // len(block) + 1))[:size]
+
+
 @pytest.fixture
 def make_records(tmp_path: Path) -> RecordFactory:
     """Write ``n`` record folders under tmp_path/records; returns the root.
@@ -48,8 +61,12 @@ def make_records(tmp_path: Path) -> RecordFactory:
     ``files`` maps key -> bytes (or an int size for deterministic filler bytes).
     """
 
-    def make(n: int = 3, files: dict[str, bytes | int] | None = None,
-             root: Path | None = None, title: str = "Simulation run") -> Path:
+    def make(
+        n: int = 3,
+        files: dict[str, bytes | int] | None = None,
+        root: Path | None = None,
+        title: str = "Simulation run",
+    ) -> Path:
         base = root or tmp_path / "records"
         files = files if files is not None else {"data.csv": b"a,b\n1,2\n", "out/log.txt": 300}
         for i in range(n):
@@ -60,7 +77,7 @@ def make_records(tmp_path: Path) -> RecordFactory:
                 path = folder / key
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if isinstance(content, int):
-                    content = bytes((i * 7 + j) % 251 for j in range(content))
+                    content = filler(content, seed=i)
                 path.write_bytes(content)
         return base
 
@@ -76,11 +93,23 @@ def sandbox_thread() -> Iterator[object]:
         yield sb
 
 
-def run_cli(args: Sequence[str], *, token: str | None = None, timeout: float = 300,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: Sequence[str],
+    *,
+    token: str | None = None,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if k not in ("INVENIO_TOKEN", "INVENIO_URL")}
     if token is not None:
         full_env["INVENIO_TOKEN"] = token
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "async_uploader", *args], capture_output=True,
-                          text=True, timeout=timeout, env=full_env, cwd=ROOT, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "async_uploader", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=ROOT,
+        check=False,
+    )

@@ -34,17 +34,29 @@ def test_readme_demo_publishes_the_example_records(tmp_path: Path) -> None:
     assert "published" in proc.stdout
 
 
-def test_seed_records_read_only_folder_original_links_shape(sandbox_thread: Any,
-                                                            tmp_path: Path) -> None:
+def test_seed_records_read_only_folder_original_links_shape(
+    sandbox_thread: Any, tmp_path: Path
+) -> None:
     """The original example folders go through unchanged, from a read-only folder."""
     links_file = tmp_path / "out" / "records_links.json"
-    proc = run_cli(["upload", str(SEED_RECORDS), "--url", sandbox_thread.url,
-                    "--links-file", str(links_file), "--exclude", "_reference/*"],
-                   token=sandbox_thread.token)
+    proc = run_cli(
+        [
+            "upload",
+            str(SEED_RECORDS),
+            "--url",
+            sandbox_thread.url,
+            "--links-file",
+            str(links_file),
+            "--exclude",
+            "_reference/*",
+        ],
+        token=sandbox_thread.token,
+    )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     links = json.loads(links_file.read_text())
-    original = json.loads((SEED_RECORDS / "_reference" /
-                           "records_links.example-2022-04.json").read_text())
+    original = json.loads(
+        (SEED_RECORDS / "_reference" / "records_links.example-2022-04.json").read_text()
+    )
     assert len(links) == 2
     # The same keys the original script wrote (the server may add newer ones).
     assert set(original[0]) <= set(links[0])
@@ -64,8 +76,9 @@ def test_bigmap_community_share_and_plain_publish_refused(make_records: RecordFa
         plain = run_cli(["upload", str(root), "--url", sb.url, "-q"], token=sb.token)
         assert plain.returncode == 1
         assert "Community not selected." in plain.stdout + plain.stderr
-        shared = run_cli(["upload", str(root), "--url", sb.url, "--community", "battery-lab"],
-                         token=sb.token)
+        shared = run_cli(
+            ["upload", str(root), "--url", sb.url, "--community", "battery-lab"], token=sb.token
+        )
         assert shared.returncode == 0, shared.stdout + shared.stderr
         pubs = published(sb)
         assert len(pubs) == 2
@@ -87,8 +100,10 @@ def test_bad_folders_fail_alone(sandbox_thread: Any, make_records: RecordFactory
     bad_file.unlink()
     bad_file.symlink_to(root / "does-not-exist")  # a dangling link: unreadable
     report = root.parent / "report.json"
-    proc = run_cli(["upload", str(root), "--url", sandbox_thread.url, "--report", str(report)],
-                   token=sandbox_thread.token)
+    proc = run_cli(
+        ["upload", str(root), "--url", sandbox_thread.url, "--report", str(report)],
+        token=sandbox_thread.token,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert len(published(sandbox_thread)) == 16
     rep = json.loads(report.read_text())
@@ -115,8 +130,9 @@ def test_token_never_printed(scenario: str, make_records: RecordFactory, tmp_pat
     report = tmp_path / "report.json"
     with Sandbox.in_thread(SandboxConfig(token=token)) as sb:
         given = "wrong-" + token if scenario == "bad-token" else token
-        proc = run_cli(["upload", str(root), "--url", sb.url, "--report", str(report), "-v"],
-                       token=given)
+        proc = run_cli(
+            ["upload", str(root), "--url", sb.url, "--report", str(report), "-v"], token=given
+        )
     expected = {"success": 0, "bad-token": 3, "bad-folder": 1}[scenario]
     assert proc.returncode == expected, proc.stdout + proc.stderr
     if scenario == "bad-token":
