@@ -14,16 +14,18 @@ call that creates something is ever sent twice blindly.
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
+from .client import Response
 from .discover import LocalFile
-from .errors import OutcomeUnknown, PermanentApiError, TransientApiError, first_error
+from .errors import TransientApiError, UploaderError, first_error, format_server_errors
 from .events import FileDone
-from .journal import CREATING, DRAFT, IN_REVIEW, NEW, PUBLISHED, SHARING, RecordState, utcnow
+from .journal import CREATING, DRAFT, IN_REVIEW, PUBLISHED, SHARING, FileState, RecordState, utcnow
 from .plan import Action, RecordPlan, ServerFile, fingerprint, plan_files
 from .results import FileResult, Outcome, RecordResult
 from .retry import decide
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
     from .pipeline import Run
     from .validate import ValidRecord
 
-SHARE_ATTEMPTS = 6
+T = TypeVar("T")
 INDEX_DELAY = 2.0  # a new draft can take ~1 s to show up in search (contract section 7)
 CREATE_WINDOW = timedelta(minutes=2)  # how far before create_started a found draft may date
 
@@ -90,10 +92,7 @@ class RecordJob:
         return await self._create()
 
     async def _create(self) -> dict[str, Any]:
-        attempt = 0
-        started = anyio.current_time()
-        while True:
-            attempt += 1
+        async def send() -> dict[str, Any]:
             # Hazard: POST /api/records is not idempotent. Journal the attempt first, so that
             # a kill before the answer leaves a trail to search by.
             await self.save(
@@ -104,26 +103,7 @@ class RecordJob:
                 links=None,
                 files={},
             )
-            try:
-                resp = await self.run.client.create_draft(self.record.metadata)
-            except TransientApiError as exc:
-                # The draft may exist even though the answer was lost: look before resending.
-                found = await self._find_lost_draft()
-                if found is not None:
-                    return await self._refresh_metadata(found, True)
-                decision = decide(
-                    attempt=attempt,
-                    elapsed=anyio.current_time() - started,
-                    status=exc.status,
-                    retry_after=None,
-                    config=self.run.config.retry,
-                    jitter=random.random(),
-                )
-                if not decision.retry:
-                    raise
-                await anyio.sleep(decision.delay)
-                continue
-            draft = resp.obj
+            draft = (await self.run.client.create_draft(self.record.metadata)).obj
             self.run.claimed.add(str(draft["id"]))
             await self.save(
                 phase=DRAFT,
@@ -136,9 +116,48 @@ class RecordJob:
                 self.run.notice(
                     self.folder,
                     "the server noted problems it will refuse at "
-                    f"publish: {_soft_errors(draft['errors'])}",
+                    f"publish: {format_server_errors(draft['errors'])}",
                 )
             return draft
+
+        async def settle() -> dict[str, Any] | None:
+            found = await self._find_lost_draft()
+            return None if found is None else await self._refresh_metadata(found, True)
+
+        return await self._unsure(send, settle)
+
+    async def _unsure(
+        self,
+        send: Callable[[], Awaitable[T]],
+        settle: Callable[[], Awaitable[T | None]],
+        min_delay: float = 0.0,
+    ) -> T:
+        """Send a call that is not idempotent; after a failure with no clear answer, ask the
+        server whether it happened (``settle``) before sending it again.
+        """
+        started = anyio.current_time()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await send()
+            except TransientApiError as exc:
+                settled = await settle()
+                if settled is not None:
+                    return settled
+                decision = decide(
+                    attempt=attempt,
+                    elapsed=anyio.current_time() - started,
+                    status=exc.status,
+                    retry_after=None,
+                    config=self.run.config.retry,
+                    jitter=random.random(),
+                )
+                if not decision.retry:
+                    raise
+                self.run.client.counters.retries += 1
+                self.run.client.counters.by_reason[f"unsure {exc.method}"] += 1
+                await anyio.sleep(max(decision.delay, min_delay))
 
     async def _find_lost_draft(self) -> dict[str, Any] | None:
         """Search the user's drafts for one a lost create made: same title, made since then."""
@@ -221,7 +240,7 @@ class RecordJob:
             entries = await self._init_files(files_url, [local[k] for k in fplan.upload])
             uploader = FileUploader(
                 self.run.client,
-                files_url,
+                lambda f: self._reinit(files_url, f),
                 self.folder,
                 self.run.config.chunk_size,
                 self.run.config.stall_timeout,
@@ -235,18 +254,25 @@ class RecordJob:
                 raise first_error(group) from None
 
     async def _init_files(self, files_url: str, files: list[LocalFile]) -> dict[str, Any]:
-        body = [{"key": f.key, "size": f.size} for f in files]
-        try:
-            resp = await self.run.client.init_files(files_url, body)
-        except TransientApiError:
-            # Hazard: init is not idempotent. The batch may have gone through: look first.
-            resp = await self.run.client.list_files(files_url)
-            missing = [f for f in files if f.key not in {e["key"] for e in entries_of(resp.obj)}]
-            if missing:
-                resp = await self.run.client.init_files(
-                    files_url, [{"key": f.key, "size": f.size} for f in missing]
-                )
+        missing = list(files)
+
+        async def send() -> Response:
+            # Hazard: init is not idempotent (a key initialised twice gives 400).
+            return await self.run.client.init_files(
+                files_url, [{"key": f.key, "size": f.size} for f in missing]
+            )
+
+        async def settle() -> Response | None:
+            listing = await self.run.client.list_files(files_url)
+            present = {e["key"] for e in entries_of(listing.obj)}
+            missing[:] = [f for f in missing if f.key not in present]
+            return None if missing else listing
+
+        resp = await self._unsure(send, settle)
         return {f.key: entry_for(resp, f.key, self.folder) for f in files}
+
+    async def _reinit(self, files_url: str, file: LocalFile) -> dict[str, Any]:
+        return (await self._init_files(files_url, [file]))[file.key]
 
     async def _upload_one(
         self, uploader: FileUploader, file: LocalFile, entry: dict[str, Any]
@@ -264,44 +290,33 @@ class RecordJob:
         if community:
             cid = await self.run.community_id()
             await self.run.client.put_review(draft["links"]["review"], cid)
-        started = anyio.current_time()
-        for attempt in range(1, SHARE_ATTEMPTS + 1):
+
+        async def send() -> Outcome:
             await self.save(phase=SHARING, fingerprint=fingerprint(self.record))
-            try:
-                if community:
-                    resp = await self.run.client.submit_review(draft_id)
-                    if resp.obj.get("status") != "accepted":
-                        await self.save(phase=IN_REVIEW)
-                        return Outcome.IN_REVIEW
-                    if await self._confirm_published():
-                        return Outcome.PUBLISHED
-                else:
-                    resp = await self.run.client.publish(draft["links"]["publish"])
-                    return await self._mark_published(resp.obj)
-            except TransientApiError as exc:
-                # Hazard: the share may have happened with its answer lost: ask the server.
-                if await self._confirm_published():
-                    return Outcome.PUBLISHED
-                if community and await self._in_review(draft_id):
-                    return Outcome.IN_REVIEW
-                decision = decide(
-                    attempt=attempt,
-                    elapsed=anyio.current_time() - started,
-                    status=exc.status,
-                    retry_after=None,
-                    config=self.run.config.retry,
-                    jitter=random.random(),
-                )
-                if not decision.retry:
-                    await self.save(phase=DRAFT)
-                    raise
-                await anyio.sleep(max(decision.delay, 1.0))
-            except PermanentApiError:
-                await self.save(phase=DRAFT)
-                raise
-        raise OutcomeUnknown(
-            "share did not complete; a rerun checks and finishes it", folder=self.folder
-        )
+            if not community:
+                resp = await self.run.client.publish(draft["links"]["publish"])
+                return await self._mark_published(resp.obj)
+            resp = await self.run.client.submit_review(draft_id)
+            if resp.obj.get("status") == "accepted" and await self._confirm_published():
+                return Outcome.PUBLISHED
+            await self.save(phase=IN_REVIEW)
+            return Outcome.IN_REVIEW
+
+        async def settle() -> Outcome | None:
+            # Hazard: the share may have happened with its answer lost: ask the server.
+            if await self._confirm_published():
+                return Outcome.PUBLISHED
+            if community and await self._in_review(draft_id):
+                return Outcome.IN_REVIEW
+            return None
+
+        try:
+            # A publish 500 right after a commit is a known race (invenio-rdm-records #809):
+            # back off at least a second before the next try.
+            return await self._unsure(send, settle, min_delay=1.0)
+        except UploaderError:
+            await self.save(phase=DRAFT)
+            raise
 
     async def _confirm_published(self) -> bool:
         if not self.state.draft_id:
@@ -328,13 +343,7 @@ class RecordJob:
         return False
 
 
-def fresh_state(folder: str) -> RecordState:
-    return RecordState(folder=folder, phase=NEW)
-
-
-def _state_from_server(f: LocalFile, entry: dict[str, Any]) -> Any:
-    from .journal import FileState
-
+def _state_from_server(f: LocalFile, entry: dict[str, Any]) -> FileState:
     return FileState(f.key, f.size, f.mtime_ns, str(entry.get("checksum", ""))[4:])
 
 
@@ -346,12 +355,3 @@ def _parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.astimezone()
-
-
-def _soft_errors(errors: Any) -> str:
-    from .errors import format_server_errors
-
-    return format_server_errors(errors)
-
-
-__all__ = ["PUBLISHED", "RecordJob", "fresh_state"]

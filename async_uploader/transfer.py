@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,10 +98,14 @@ def local_md5(path: os.PathLike[str] | str, chunk_size: int = 1024 * 1024) -> st
 
 @dataclass
 class FileUploader:
-    """Uploads the files of one record draft; ``files_url`` is the draft's ``links.files``."""
+    """Uploads the files of one record draft.
+
+    ``reinit`` initialises one key again after the server dropped its entry; it belongs to
+    the record (init is not idempotent, so the record checks the server before a resend).
+    """
 
     client: InvenioClient
-    files_url: str
+    reinit: Callable[[LocalFile], Awaitable[dict[str, Any]]]
     folder: str
     chunk_size: int
     stall_timeout: float
@@ -114,7 +118,7 @@ class FileUploader:
             return state
         # Hazard: the server stored other bytes than we sent. Delete, upload once more.
         await self.client.delete_file(entry["links"]["self"])
-        entry = await self._init(file)
+        entry = await self.reinit(file)
         state, server_sum = await self._put_and_commit(file, entry)
         if server_sum != f"md5:{state.md5}":
             raise ChecksumMismatch(
@@ -165,7 +169,7 @@ class FileUploader:
             # The server did not keep the content. Pending: PUT again. Gone: init again.
             found = await self.client.request("GET", entry["links"]["self"], accept=(404,))
             if found.status == 404:
-                entry = await self._init(file)
+                entry = await self.reinit(file)
             else:
                 entry = found.obj or entry
         raise TransientApiError(
@@ -209,11 +213,6 @@ class FileUploader:
             folder=self.folder,
             key=file.key,
         )
-
-    async def _init(self, file: LocalFile) -> dict[str, Any]:
-        """Initialise one key again (after the server dropped it)."""
-        resp = await self.client.init_files(self.files_url, [{"key": file.key}])
-        return entry_for(resp, file.key, self.folder)
 
     def _refused(self, resp: Response, file: LocalFile) -> PermanentApiError:
         err = self.client._error(resp)

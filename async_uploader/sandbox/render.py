@@ -1,0 +1,263 @@
+"""JSON shapes of drafts, records, files, requests and communities, with absolute links.
+
+Links are built from the sandbox's own base URL and percent-encoded like Werkzeug's URL
+builder does for ``<path:key>``: ``/`` stays literal, everything else unsafe is encoded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import mimetypes
+from typing import Any
+from urllib.parse import quote
+
+from .store import Community, FileEntry, Record, Request, Snapshot, Store
+
+
+def qkey(key: str) -> str:
+    return quote(key, safe="/")
+
+
+def _access(snap: Snapshot) -> dict[str, Any]:
+    access = dict(snap.access)
+    embargo = access.get("embargo") or {"active": False, "reason": None}
+    if not snap.files_enabled:
+        status = "metadata-only"
+    elif embargo.get("active"):
+        status = "embargoed"
+    elif access["record"] == "restricted" or access["files"] == "restricted":
+        status = "restricted"
+    else:
+        status = "open"
+    access["embargo"] = embargo
+    access["status"] = status
+    return access
+
+
+def mimetype(key: str) -> str:
+    return mimetypes.guess_type(key)[0] or "application/octet-stream"
+
+
+def file_json(
+    base: str, files_url: str, entry: FileEntry, bucket_id: str, *, links: bool = True
+) -> dict[str, Any]:
+    """One file entry; ``files_url`` is the absolute URL of its files collection."""
+    out: dict[str, Any] = {
+        "key": entry.key,
+        "status": "completed" if entry.committed else "pending",
+        "created": entry.created,
+        "updated": entry.updated,
+        "metadata": entry.metadata,
+        "transfer": {"type": entry.transfer_type},
+    }
+    if entry.committed:
+        assert entry.blob is not None
+        out.update(
+            checksum=entry.checksum,
+            size=entry.blob.size,
+            mimetype=mimetype(entry.key),
+            storage_class="L",
+            file_id=entry.file_id,
+            version_id=entry.version_id,
+            bucket_id=bucket_id,
+        )
+    elif entry.blob is not None:
+        out.update(
+            size=entry.blob.size,
+            checksum=f"md5:{entry.blob.md5}" if entry.blob.md5 else None,
+            mimetype=mimetype(entry.key),
+        )
+    else:
+        if entry.declared_size is not None:
+            out["size"] = entry.declared_size
+        if entry.declared_checksum is not None:
+            out["checksum"] = entry.declared_checksum
+    if entry.transfer_type == "M":
+        out["transfer"].update(parts=entry.parts, part_size=entry.part_size)
+    if links:
+        self_url = f"{files_url}/{qkey(entry.key)}"
+        out_links: dict[str, Any] = {"self": self_url, "commit": f"{self_url}/commit"}
+        if entry.transfer_type == "M" and not entry.committed:
+            expires = (dt.datetime.now(dt.UTC) + dt.timedelta(days=14)).isoformat()
+            out_links["parts"] = [
+                {"part": n, "url": f"{self_url}/content/{n}", "expiration": expires}
+                for n in range(1, (entry.parts or 0) + 1)
+            ]
+        else:
+            out_links["content"] = f"{self_url}/content"
+        out["links"] = out_links
+    return out
+
+
+def files_list_json(base: str, files_url: str, snap: Snapshot) -> dict[str, Any]:
+    return {
+        "enabled": snap.files_enabled,
+        "default_preview": snap.default_preview,
+        "order": snap.order,
+        "entries": [file_json(base, files_url, e, snap.bucket_id) for e in snap.files.values()],
+        "links": {"self": files_url, "archive": f"{files_url}-archive"},
+    }
+
+
+def _files_section(base: str, files_url: str, snap: Snapshot) -> dict[str, Any]:
+    done = [e for e in snap.files.values() if e.committed and e.blob is not None]
+    return {
+        "enabled": snap.files_enabled,
+        "default_preview": snap.default_preview,
+        "order": snap.order,
+        "count": len(snap.files),
+        "total_bytes": sum(e.blob.size for e in done if e.blob is not None),
+        "entries": {
+            k: file_json(base, files_url, e, snap.bucket_id, links=False)
+            for k, e in snap.files.items()
+        },
+    }
+
+
+def draft_links(base: str, rec: Record) -> dict[str, Any]:
+    api = f"{base}/api/records/{rec.id}"
+    links = {
+        "self": f"{api}/draft",
+        "self_html": f"{base}/uploads/{rec.id}",
+        "preview_html": f"{base}/records/{rec.id}?preview=1",
+        "files": f"{api}/draft/files",
+        "archive": f"{api}/draft/files-archive",
+        "publish": f"{api}/draft/actions/publish",
+        "record": api,
+        "record_html": f"{base}/records/{rec.id}",
+        "review": f"{api}/draft/review",
+        "versions": f"{api}/versions",
+        "reserve_doi": f"{api}/draft/pids/doi",
+        "access_links": f"{api}/access/links",
+        "access_grants": f"{api}/access/grants",
+        "communities": f"{api}/communities",
+        "communities-suggestions": f"{api}/communities-suggestions",
+        "requests": f"{api}/requests",
+        "self_iiif_manifest": f"{base}/api/iiif/draft:{rec.id}/manifest",
+        "self_iiif_sequence": f"{base}/api/iiif/draft:{rec.id}/sequence/default",
+    }
+    if rec.review is not None:
+        links["submit-review"] = f"{api}/draft/actions/submit-review"
+    return links
+
+
+def record_links(base: str, rec: Record, snap: Snapshot) -> dict[str, Any]:
+    api = f"{base}/api/records/{rec.id}"
+    links = {
+        "self": api,
+        "self_html": f"{base}/records/{rec.id}",
+        "files": f"{api}/files",
+        "archive": f"{api}/files-archive",
+        "latest": f"{api}/versions/latest",
+        "latest_html": f"{base}/records/{rec.id}/latest",
+        "draft": f"{api}/draft",
+        "versions": f"{api}/versions",
+        "access_links": f"{api}/access/links",
+        "access_grants": f"{api}/access/grants",
+        "communities": f"{api}/communities",
+        "requests": f"{api}/requests",
+        "parent": f"{base}/api/records/{rec.parent.id}",
+        "parent_html": f"{base}/records/{rec.parent.id}",
+    }
+    doi = snap.pids.get("doi", {}).get("identifier")
+    if doi:
+        links["doi"] = f"https://doi.org/{doi}"
+        links["self_doi"] = links["doi"]
+    return links
+
+
+def record_json(store: Store, base: str, rec: Record, *, draft: bool) -> dict[str, Any]:
+    """The draft (``draft=True``) or the published record, as the API returns it."""
+    snap = rec.draft if draft else rec.published
+    assert snap is not None
+    published = rec.published is not None
+    files_url = (
+        f"{base}/api/records/{rec.id}/draft/files"
+        if draft
+        else f"{base}/api/records/{rec.id}/files"
+    )
+    communities: dict[str, Any] = {}
+    if rec.parent.communities:
+        communities = {"default": rec.parent.communities[0], "ids": list(rec.parent.communities)}
+    return {
+        "id": rec.id,
+        "is_draft": draft,
+        "is_published": published,
+        "status": rec.draft_status() if draft else "published",
+        "created": rec.created,
+        "updated": snap.updated,
+        "revision_id": snap.revision_id,
+        "metadata": snap.metadata,
+        "custom_fields": snap.custom_fields,
+        "access": _access(snap),
+        "files": _files_section(base, files_url, snap),
+        "media_files": {"enabled": False, "count": 0, "entries": {}},
+        "parent": {
+            "id": rec.parent.id,
+            "access": {"owned_by": {"user": rec.parent.owner}, "links": []},
+            "communities": communities,
+        },
+        "versions": {
+            "index": rec.index,
+            "is_latest": store.is_latest(rec),
+            "is_latest_draft": store.is_latest_draft(rec),
+        },
+        "pids": snap.pids,
+        "links": draft_links(base, rec) if draft else record_links(base, rec, snap),
+    }
+
+
+def request_json(base: str, req: Request) -> dict[str, Any]:
+    api = f"{base}/api/requests/{req.id}"
+    actions: dict[str, str] = {}
+    if req.status == "submitted":
+        actions = {a: f"{api}/actions/{a}" for a in ("accept", "cancel", "decline")}
+    elif req.status == "created":
+        actions = {"submit": f"{base}/api/records/{req.record_id}/draft/actions/submit-review"}
+    return {
+        "id": req.id,
+        "number": str(req.number),
+        "type": req.type,
+        "title": "",
+        "status": req.status,
+        "is_open": req.is_open,
+        "is_closed": req.status in ("accepted", "declined", "cancelled"),
+        "is_expired": False,
+        "expires_at": None,
+        "created": req.created,
+        "updated": req.updated,
+        "created_by": {"user": req.created_by},
+        "receiver": {"community": req.community_id},
+        "topic": {"record": req.record_id},
+        "links": {
+            "self": api,
+            "self_html": f"{base}/me/requests/{req.id}",
+            "comments": f"{api}/comments",
+            "timeline": f"{api}/timeline",
+            "actions": actions,
+        },
+    }
+
+
+def community_json(base: str, comm: Community) -> dict[str, Any]:
+    api = f"{base}/api/communities/{comm.id}"
+    return {
+        "id": comm.id,
+        "slug": comm.slug,
+        "created": comm.created,
+        "updated": comm.created,
+        "revision_id": 1,
+        "metadata": {"title": comm.title},
+        "access": {
+            "visibility": comm.visibility,
+            "member_policy": "open",
+            "record_policy": "open",
+            "review_policy": comm.review_policy,
+        },
+        "links": {
+            "self": api,
+            "self_html": f"{base}/communities/{comm.slug}",
+            "records": f"{api}/records",
+            "members": f"{api}/members",
+        },
+    }

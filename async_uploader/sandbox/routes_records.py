@@ -1,0 +1,313 @@
+"""Drafts, publish, edit, versions, files-import, record reads and search."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from . import search
+from .render import files_list_json, record_json
+from .state import ApiFailure, SandboxState, validation_failure
+from .store import NotFound, Record, Snapshot, now_iso
+from .validation import HardError, load_draft, publish_errors
+from .web_util import base, jresp, not_found, read_json, state
+
+ROUTES: list[tuple[str, str, Any, str]] = []
+
+
+def route(method: str, path: str, name: str) -> Any:
+    def deco(fn: Any) -> Any:
+        ROUTES.append((method, path, fn, name))
+        return fn
+
+    return deco
+
+
+def _hard(exc: HardError) -> ApiFailure:
+    return ApiFailure(400, exc.message, exc.errors)
+
+
+def _draft_or_404(st: SandboxState, rid: str) -> tuple[Record, Snapshot]:
+    try:
+        return st.store.draft(rid)
+    except NotFound as exc:
+        raise not_found(exc) from None
+
+
+def _check_if_match(request: web.Request, snap: Snapshot) -> None:
+    raw = request.headers.get("If-Match")
+    if raw is None:
+        return
+    raw = raw.strip()
+    if not raw.isdigit():  # the quoted ETag sent back verbatim fails integer parsing
+        raise validation_failure([{"field": "if_match", "messages": ["Not a valid integer."]}])
+    if int(raw) != snap.revision_id:
+        raise ApiFailure(
+            412, f"Revision id provided({int(raw)}) doesn't match record's one({snap.revision_id})"
+        )
+
+
+def _draft_reply(
+    st: SandboxState, request: web.Request, rec: Record, status: int, errors: list[Any]
+) -> web.Response:
+    body = record_json(st.store, base(request), rec, draft=True)
+    if errors:
+        body["errors"] = errors
+    assert rec.draft is not None
+    return jresp(body, status, etag=rec.draft.revision_id)
+
+
+@route("POST", "/api/records", "create_draft")
+async def create_draft(request: web.Request) -> web.Response:
+    st = state(request)
+    st.require_user(request)
+    body = await read_json(request)
+    try:
+        loaded = load_draft(body, st.profile, file_count=None)
+    except HardError as exc:
+        raise _hard(exc) from None
+    snap = Snapshot(
+        metadata=loaded.metadata,
+        access=loaded.access or {"record": "public", "files": "public"},
+        files_enabled=loaded.files_enabled,
+        default_preview=loaded.default_preview,
+        order=loaded.order,
+        pids=loaded.pids or {},
+        custom_fields=loaded.custom_fields,
+        revision_id=1,
+        updated=now_iso(),
+    )
+    rec = st.store.create(snap, delay=st.config.index_delay_s)
+    return _draft_reply(st, request, rec, 201, loaded.errors)
+
+
+@route("GET", "/api/records/{id}/draft", "get_draft")
+async def get_draft(request: web.Request) -> web.Response:
+    st = state(request)
+    rec, _ = _draft_or_404(st, request.match_info["id"])
+    st.require_user(request)
+    return _draft_reply(st, request, rec, 200, [])
+
+
+@route("PUT", "/api/records/{id}/draft", "update_draft")
+async def update_draft(request: web.Request) -> web.Response:
+    st = state(request)
+    rec, snap = _draft_or_404(st, request.match_info["id"])
+    st.require_user(request)
+    _check_if_match(request, snap)
+    body = await read_json(request)
+    try:
+        loaded = load_draft(body, st.profile, file_count=len(snap.files))
+    except HardError as exc:
+        raise _hard(exc) from None
+    snap.metadata = loaded.metadata  # replaced wholesale
+    if loaded.access is not None:  # access and pids change only when given
+        snap.access = loaded.access
+    if loaded.pids is not None:
+        snap.pids = loaded.pids
+    snap.files_enabled = loaded.files_enabled  # omitted "files": back to the default (True)
+    snap.default_preview = loaded.default_preview
+    snap.order = loaded.order
+    snap.custom_fields = loaded.custom_fields
+    snap.revision_id += 1
+    snap.updated = now_iso()
+    return _draft_reply(st, request, rec, 200, loaded.errors)
+
+
+@route("DELETE", "/api/records/{id}/draft", "delete_draft")
+async def delete_draft(request: web.Request) -> web.Response:
+    st = state(request)
+    rec, snap = _draft_or_404(st, request.match_info["id"])
+    st.require_user(request)
+    _check_if_match(request, snap)
+    if rec.review is not None and rec.review.is_open:
+        raise ApiFailure(400, "You cannot delete a draft with an open review request.")
+    st.store.delete_draft(rec)
+    return web.Response(status=204)
+
+
+def strict_check(st: SandboxState, snap: Snapshot) -> None:
+    """Publish-time validation (400 with ``errors``)."""
+    pending = sum(1 for e in snap.files.values() if not e.committed)
+    errors = publish_errors(
+        snap.metadata,
+        st.profile,
+        files_enabled=snap.files_enabled,
+        file_count=len(snap.files),
+        pending=pending,
+    )
+    if errors:
+        raise validation_failure(errors)
+
+
+@route("POST", "/api/records/{id}/draft/actions/publish", "publish")
+async def publish(request: web.Request) -> web.Response:
+    st = state(request)
+    rec, snap = _draft_or_404(st, request.match_info["id"])
+    st.require_user(request)
+    if st.profile.community_required and not rec.parent.communities:
+        raise ApiFailure(403, "Community not selected.")
+    if rec.review is not None and rec.review.blocks_publish:
+        raise ApiFailure(
+            400,
+            "You cannot publish a draft with an open review request. "
+            "Please cancel the review request first.",
+        )
+    strict_check(st, snap)
+    st.store.publish(rec, delay=st.config.index_delay_s)
+    assert rec.published is not None
+    body = record_json(st.store, base(request), rec, draft=False)
+    return jresp(body, 202, etag=rec.published.revision_id)
+
+
+@route("POST", "/api/records/{id}/draft", "edit")
+async def edit(request: web.Request) -> web.Response:
+    st = state(request)
+    try:
+        rec, _ = st.store.published(request.match_info["id"])
+    except NotFound as exc:
+        raise not_found(exc) from None
+    st.require_user(request)
+    st.store.edit(rec)
+    return _draft_reply(st, request, rec, 201, [])
+
+
+@route("POST", "/api/records/{id}/versions", "new_version")
+async def new_version(request: web.Request) -> web.Response:
+    st = state(request)
+    try:
+        rec, _ = st.store.published(request.match_info["id"])
+    except NotFound as exc:
+        raise not_found(exc) from None
+    st.require_user(request)
+    new = st.store.new_version(rec, delay=st.config.index_delay_s)
+    return _draft_reply(st, request, new, 201, [])
+
+
+@route("POST", "/api/records/{id}/draft/actions/files-import", "files_import")
+async def files_import(request: web.Request) -> web.Response:
+    st = state(request)
+    rec, snap = _draft_or_404(st, request.match_info["id"])
+    st.require_user(request)
+    problem = None
+    latest = st.store.latest_published(rec.parent)
+    if not snap.files_enabled:
+        problem = "Files support must be enabled."
+    elif snap.files:
+        problem = "Please remove all files first."
+    elif latest is None or latest.published is None or not latest.published.files:
+        problem = "The record has no files."
+    if problem:
+        raise validation_failure([{"field": "files.enabled", "messages": [problem]}])
+    st.store.import_files(rec, snap)
+    files_url = f"{base(request)}/api/records/{rec.id}/draft/files"
+    return jresp(files_list_json(base(request), files_url, snap), 201)
+
+
+@route("GET", "/api/records/{id}", "get_record")
+async def get_record(request: web.Request) -> web.Response:
+    st = state(request)
+    try:
+        rec, snap = st.store.published(request.match_info["id"])
+    except NotFound as exc:
+        raise not_found(exc) from None
+    if snap.access.get("record") != "public":
+        st.require_user(request)
+    return jresp(record_json(st.store, base(request), rec, draft=False), etag=snap.revision_id)
+
+
+def _int_arg(request: web.Request, name: str, default: int) -> int:
+    try:
+        value = int(request.query.get(name, default))
+    except ValueError:
+        raise ApiFailure(400, "Invalid pagination parameters.") from None
+    return value
+
+
+def _search(
+    request: web.Request, pairs: list[tuple[Record, Snapshot]], draft_view: bool, default: str
+) -> web.Response:
+    st = state(request)
+    q = request.query.get("q", "")
+    try:
+        match = search.matcher(q)
+    except search.BadQuery:
+        raise ApiFailure(400, "Invalid query string syntax.") from None
+    sort = request.query.get("sort") or ("bestmatch" if q else default)
+    if sort not in search.SORTS:
+        raise validation_failure([{"field": "sort", "messages": [f"Invalid sort option {sort}."]}])
+    size, page = _int_arg(request, "size", 25), _int_arg(request, "page", 1)
+    if size < 1 or page < 1 or size * page > 10_000:
+        raise ApiFailure(400, "Invalid pagination parameters.")
+    hits = [(r, s) for r, s in pairs if match(r, s)]
+    key, reverse = search.sort_key(sort)
+    hits.sort(key=key, reverse=reverse)
+    chunk = hits[(page - 1) * size : page * size]
+    b = base(request)
+
+    def page_url(n: int) -> str:
+        args = {"page": n, "size": size, "sort": sort}
+        if q:
+            args["q"] = q
+        return f"{b}{request.path}?{urlencode(args)}"
+
+    links = {"self": page_url(page)}
+    if page * size < len(hits):
+        links["next"] = page_url(page + 1)
+    if page > 1:
+        links["prev"] = page_url(page - 1)
+    return jresp(
+        {
+            "hits": {
+                "hits": [
+                    record_json(st.store, b, r, draft=draft_view and r.draft is not None)
+                    for r, _ in chunk
+                ],
+                "total": len(hits),
+            },
+            "aggregations": {},
+            "sortBy": sort,
+            "links": links,
+        }
+    )
+
+
+@route("GET", "/api/records", "search_records")
+async def search_records(request: web.Request) -> web.Response:
+    st = state(request)
+    user = st.user(request)
+    now = time.time()
+    allversions = request.query.get("allversions", "").lower() in ("true", "1")
+    pairs = []
+    for rec in list(st.store.records.values()):
+        snap = rec.published
+        if snap is None or rec.visible_at > now:
+            continue
+        if not allversions and not st.store.is_latest(rec):
+            continue
+        if snap.access.get("record") != "public" and user is None:
+            continue
+        pairs.append((rec, snap))
+    return _search(request, pairs, False, "newest")
+
+
+@route("GET", "/api/user/records", "search_user_records")
+async def search_user_records(request: web.Request) -> web.Response:
+    st = state(request)
+    st.require_user(request)
+    now = time.time()
+    allversions = request.query.get("allversions", "").lower() in ("true", "1")
+    flag = request.query.get("is_published")
+    pairs = []
+    for rec in list(st.store.records.values()):
+        if rec.visible_at > now:
+            continue
+        if not allversions and not st.store.is_latest_draft(rec):
+            continue
+        if flag is not None and (rec.published is not None) != (flag.lower() == "true"):
+            continue
+        pairs.append((rec, rec.current))
+    return _search(request, pairs, True, "updated-desc")

@@ -1,0 +1,295 @@
+"""Communities, the review ("share") flow, requests, access links and grants."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from .render import community_json, request_json
+from .routes_records import route, strict_check
+from .state import USER_ID, ApiFailure, SandboxState, validation_failure
+from .store import AccessLink, NotFound, Record, Request, now_iso
+from .web_util import base, jresp, not_found, read_json, state
+
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_LINK_PERMS = ("view", "preview", "edit")
+_GRANT_PERMS = ("view", "preview", "edit", "manage")
+NO_REVIEW = "Review for draft not found"
+
+
+@route("GET", "/api/communities/{ref}", "community_get")
+async def community_get(request: web.Request) -> web.Response:
+    st = state(request)
+    try:
+        comm = st.store.community(request.match_info["ref"])
+    except NotFound as exc:
+        raise not_found(exc) from None
+    if comm.visibility != "public":
+        st.require_user(request)
+    return jresp(community_json(base(request), comm), etag=1)
+
+
+@route("GET", "/api/communities", "community_search")
+async def community_search(request: web.Request) -> web.Response:
+    st = state(request)
+    q = request.query.get("q", "").strip()
+    hits = []
+    for comm in st.store.communities.values():
+        if comm.visibility != "public" and st.user(request) is None:
+            continue
+        if q.startswith("slug:"):
+            if comm.slug != q[5:].strip('"'):
+                continue
+        elif q and q.lower() not in f"{comm.slug} {comm.title}".lower():
+            continue
+        hits.append(community_json(base(request), comm))
+    return jresp(
+        {
+            "hits": {"hits": hits, "total": len(hits)},
+            "aggregations": {},
+            "sortBy": "bestmatch" if q else "newest",
+            "links": {"self": str(request.url)},
+        }
+    )
+
+
+@route("POST", "/api/communities", "community_create")
+async def community_create(request: web.Request) -> web.Response:
+    st = state(request)
+    user = st.require_user(request)
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise validation_failure([{"field": "_schema", "messages": ["Invalid input type."]}])
+    errors = []
+    slug = body.get("slug")
+    title = (body.get("metadata") or {}).get("title")
+    visibility = (body.get("access") or {}).get("visibility", "public")
+    if not isinstance(slug, str) or not slug:
+        errors.append({"field": "slug", "messages": ["Missing data for required field."]})
+    elif not _SLUG.match(slug):
+        errors.append(
+            {
+                "field": "slug",
+                "messages": [
+                    "The identifier should contain only lower case letters, numbers, "
+                    "dashes and underscores."
+                ],
+            }
+        )
+    elif any(c.slug == slug for c in st.store.communities.values()):
+        errors.append(
+            {"field": "slug", "messages": ["A community with this identifier already exists."]}
+        )
+    if not isinstance(title, str) or not title:
+        errors.append({"field": "metadata.title", "messages": ["Missing data for required field."]})
+    if visibility not in ("public", "restricted"):
+        errors.append({"field": "access.visibility", "messages": ["Invalid value."]})
+    if errors:
+        raise validation_failure(errors)
+    comm = st.store.add_community(slug, title, user, visibility)
+    return jresp(community_json(base(request), comm), 201, etag=1)
+
+
+def _draft_rec(st: SandboxState, request: web.Request) -> Record:
+    try:
+        rec, _ = st.store.draft(request.match_info["id"])
+    except NotFound as exc:
+        raise not_found(exc) from None
+    st.require_user(request)
+    return rec
+
+
+@route("PUT", "/api/records/{id}/draft/review", "review_put")
+async def review_put(request: web.Request) -> web.Response:
+    st = state(request)
+    rec = _draft_rec(st, request)
+    body = await read_json(request)
+    if not isinstance(body, dict) or body.get("type") != "community-submission":
+        raise ApiFailure(400, "Invalid review type.")
+    if rec.published is not None:
+        raise ApiFailure(400, "You cannot create a review for an already published record.")
+    if rec.index > 1:
+        raise ApiFailure(400, "You cannot create a review for a new version of a record.")
+    ref = (body.get("receiver") or {}).get("community")
+    comm = st.store.communities.get(ref) if isinstance(ref, str) else None
+    if comm is None:  # the receiver must be the UUID: a slug is not resolved
+        raise ApiFailure(400, f"Invalid value {ref}.")
+    if rec.review is not None:
+        if rec.review.is_open:
+            raise ApiFailure(400, "You cannot update a review that has been submitted.")
+        st.store.requests.pop(rec.review.id, None)
+    rec.review = st.store.new_request(rec, comm, USER_ID)
+    return jresp(request_json(base(request), rec.review))
+
+
+@route("GET", "/api/records/{id}/draft/review", "review_get")
+async def review_get(request: web.Request) -> web.Response:
+    st = state(request)
+    rec = _draft_rec(st, request)
+    if rec.review is None:
+        raise ApiFailure(404, NO_REVIEW)
+    return jresp(request_json(base(request), rec.review))
+
+
+@route("DELETE", "/api/records/{id}/draft/review", "review_delete")
+async def review_delete(request: web.Request) -> web.Response:
+    st = state(request)
+    rec = _draft_rec(st, request)
+    if rec.review is None:
+        raise ApiFailure(404, NO_REVIEW)
+    if rec.review.is_open:
+        raise ApiFailure(400, "You cannot delete a review that has been submitted.")
+    st.store.requests.pop(rec.review.id, None)
+    rec.review = None
+    return web.Response(status=204)
+
+
+def _accept(st: SandboxState, rec: Record, req: Request) -> None:
+    """Publish the draft into the request's community (inclusion)."""
+    if req.community_id not in rec.parent.communities:
+        rec.parent.communities.append(req.community_id)
+    req.status, req.updated = "accepted", now_iso()
+    st.store.publish(rec, delay=st.config.index_delay_s)
+    rec.review = None  # the accepted request stays in store.requests
+
+
+@route("POST", "/api/records/{id}/draft/actions/submit-review", "submit_review")
+async def submit_review(request: web.Request) -> web.Response:
+    st = state(request)
+    rec = _draft_rec(st, request)
+    body = await read_json(request, optional=True)
+    if rec.review is None:
+        raise ApiFailure(404, NO_REVIEW)
+    req = rec.review
+    if req.status != "created":
+        raise ApiFailure(400, f"Invalid action submit for a request in state {req.status}.")
+    assert rec.draft is not None
+    strict_check(st, rec.draft)
+    comm = st.store.communities[req.community_id]
+    require_review = isinstance(body, dict) and bool(body.get("require_review"))
+    direct = USER_ID in comm.members and comm.review_policy != "closed" and not require_review
+    req.status, req.updated = "submitted", now_iso()
+    if direct:
+        _accept(st, rec, req)
+    return jresp(request_json(base(request), req), 202)
+
+
+@route("GET", "/api/requests/{rid}", "request_get")
+async def request_get(request: web.Request) -> web.Response:
+    st = state(request)
+    st.require_user(request)
+    req = st.store.requests.get(request.match_info["rid"])
+    if req is None:
+        raise ApiFailure(404, "The persistent identifier does not exist.")
+    return jresp(request_json(base(request), req))
+
+
+@route("POST", "/api/requests/{rid}/actions/{action}", "request_action")
+async def request_action(request: web.Request) -> web.Response:
+    st = state(request)
+    st.require_user(request)
+    req = st.store.requests.get(request.match_info["rid"])
+    if req is None:
+        raise ApiFailure(404, "The persistent identifier does not exist.")
+    await read_json(request, optional=True)
+    action = request.match_info["action"]
+    allowed = {
+        "accept": ("submitted",),
+        "decline": ("submitted",),
+        "cancel": ("submitted", "created"),
+    }
+    if action not in allowed:
+        raise ApiFailure(404, "Not found.")
+    if req.status not in allowed[action]:
+        raise ApiFailure(400, f"Invalid action {action} for a request in state {req.status}.")
+    rec = st.store.records.get(req.record_id)
+    if action == "accept":
+        if rec is None or rec.draft is None:
+            raise ApiFailure(400, "The draft of this request no longer exists.")
+        strict_check(st, rec.draft)
+        _accept(st, rec, req)
+    else:
+        req.status = "declined" if action == "decline" else "cancelled"
+        req.updated = now_iso()
+    return jresp(request_json(base(request), req))
+
+
+def _any_rec(st: SandboxState, request: web.Request) -> Record:
+    try:
+        rec = st.store.record(request.match_info["id"])
+    except NotFound as exc:
+        raise not_found(exc) from None
+    st.require_user(request)
+    return rec
+
+
+@route("POST", "/api/records/{id}/access/links", "access_links")
+async def access_links_create(request: web.Request) -> web.Response:
+    st = state(request)
+    rec = _any_rec(st, request)
+    body = await read_json(request)
+    if not isinstance(body, dict) or body.get("permission") not in _LINK_PERMS:
+        raise validation_failure(
+            [{"field": "permission", "messages": ["Must be one of: view, preview, edit."]}]
+        )
+    link = AccessLink(
+        id=str(uuid.uuid4()),
+        created_at=now_iso(),
+        expires_at=body.get("expires_at"),
+        permission=body["permission"],
+        description=str(body.get("description", "")),
+        token=secrets.token_urlsafe(32),
+    )
+    rec.parent.links.append(link)
+    return jresp(link.__dict__.copy(), 201)
+
+
+@route("GET", "/api/records/{id}/access/links", "access_links")
+async def access_links_list(request: web.Request) -> web.Response:
+    rec = _any_rec(state(request), request)
+    hits = [link.__dict__.copy() for link in rec.parent.links]
+    return jresp({"hits": {"hits": hits, "total": len(hits)}})
+
+
+def _grant_errors(grants: Any) -> list[dict[str, Any]]:
+    if not isinstance(grants, list) or not 1 <= len(grants) <= 100:
+        return [{"field": "grants", "messages": ["Length must be between 1 and 100."]}]
+    errors = []
+    for i, grant in enumerate(grants):
+        subject = grant.get("subject") if isinstance(grant, dict) else None
+        if (
+            not isinstance(subject, dict)
+            or subject.get("type") not in ("user", "role", "system_role")
+            or "id" not in subject
+        ):
+            errors.append({"field": f"grants.{i}.subject", "messages": ["Invalid value."]})
+        elif grant.get("permission") not in _GRANT_PERMS:
+            errors.append({"field": f"grants.{i}.permission", "messages": ["Invalid value."]})
+    return errors
+
+
+@route("POST", "/api/records/{id}/access/grants", "access_grants")
+async def access_grants_create(request: web.Request) -> web.Response:
+    st = state(request)
+    rec = _any_rec(st, request)
+    body = await read_json(request)
+    grants = body.get("grants") if isinstance(body, dict) else None
+    errors = _grant_errors(grants)
+    if errors:
+        raise validation_failure(errors)
+    assert isinstance(grants, list)
+    added = [
+        {"subject": g["subject"], "permission": g["permission"], "origin": "api"} for g in grants
+    ]
+    rec.parent.grants.extend(added)
+    return jresp({"hits": {"hits": added, "total": len(added)}}, 201)
+
+
+@route("GET", "/api/records/{id}/access/grants", "access_grants")
+async def access_grants_list(request: web.Request) -> web.Response:
+    rec = _any_rec(state(request), request)
+    return jresp({"hits": {"hits": rec.parent.grants, "total": len(rec.parent.grants)}})

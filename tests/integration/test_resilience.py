@@ -1,0 +1,110 @@
+"""A batch survives a misbehaving server: faults, rate limits, a refused token."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import RecordFactory, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def check_all_published_once(sb: Any, root: Path, n: int) -> None:
+    records = sb.records()
+    assert [r["id"] for r in records if r["has_draft"]] == []
+    titles = sorted(r["title"] for r in records)
+    assert titles == sorted(f"Simulation run {i}" for i in range(n))  # no duplicates
+    for rec in records:
+        assert rec["is_published"]
+        folder = root / rec["title"].rsplit(" ", 1)[1]
+        for f in rec["files"]:
+            assert f["md5"] == hashlib.md5((folder / f["key"]).read_bytes()).hexdigest()
+            assert f["checksum"] == f"md5:{f['md5']}"
+
+
+def test_batch_survives_a_hostile_server(make_records: RecordFactory, tmp_path: Path) -> None:
+    from async_uploader.sandbox import Sandbox, SandboxConfig
+
+    n = 200
+    root = make_records(n, files={"a.csv": 3000, "b/c.dat": 9000, "d.txt": b"small\n"})
+    plan = {
+        "seed": 11,
+        "latency_ms": 3,
+        "jitter_ms": 12,
+        "rules": [
+            {"route": "*", "kind": "status", "status": 503, "body": "json", "probability": 0.05},
+            {"route": "*", "kind": "status", "status": 503, "body": "html", "probability": 0.05},
+            {"route": "content_put", "kind": "drop_mid_body", "probability": 0.05},
+            {
+                "route": "*",
+                "kind": "rate_storm",
+                "on_calls": [400],
+                "duration_s": 2,
+                "retry_after": "date",
+            },
+            {"route": "commit", "kind": "wrong_checksum", "probability": 0.02},
+            {"route": "create_draft", "kind": "lose_response", "probability": 0.05},
+            {"route": "publish", "kind": "lose_response", "probability": 0.05},
+        ],
+    }
+    report = tmp_path / "report.json"
+    with Sandbox.in_thread(SandboxConfig(faults=plan)) as sb:
+        proc = run_cli(
+            [
+                "upload",
+                str(root),
+                "--url",
+                sb.url,
+                "--report",
+                str(report),
+                "--records-in-flight",
+                "32",
+            ],
+            token=sb.token,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        fired = sb.stats()["faults_per_kind"]
+        check_all_published_once(sb, root, n)
+    for kind in ("status", "drop_mid_body", "rate_storm", "wrong_checksum", "lose_response"):
+        assert fired.get(kind, 0) > 0, f"fault {kind} never fired: {fired}"
+    counters = json.loads(report.read_text())["counters"]
+    assert counters["retries"] > 0
+    assert counters["responses_429"] > 0 and counters["pauses"] > 0
+    assert "HTTP 503" in counters["retries_by_reason"]
+    assert len(json.loads((root / "records_links.json").read_text())) == n
+
+
+def test_rate_limited_server_rarely_refuses(make_records: RecordFactory, tmp_path: Path) -> None:
+    from async_uploader.sandbox import Sandbox, SandboxConfig
+
+    root = make_records(40, files={"x.dat": 100})
+    report = tmp_path / "report.json"
+    with Sandbox.in_thread(SandboxConfig(rate_limit="20 per 1 second")) as sb:
+        proc = run_cli(
+            ["upload", str(root), "--url", sb.url, "--report", str(report)], token=sb.token
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        stats = sb.stats()
+    assert stats["status_429"] <= 0.01 * stats["requests_total"], stats
+    counters = json.loads(report.read_text())["counters"]
+    assert counters["responses_429"] == stats["status_429"]
+
+
+def test_refused_token_stops_after_one_record(make_records: RecordFactory) -> None:
+    from async_uploader.sandbox import Sandbox, SandboxConfig
+
+    root = make_records(10)
+    with Sandbox.in_thread(SandboxConfig()) as sb:
+        proc = run_cli(["upload", str(root), "--url", sb.url], token="not-the-token")
+        stats = sb.stats()
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert stats["requests_per_route"].get("create_draft") == 1
+    assert stats["drafts"] == 0
+    out = proc.stdout + proc.stderr
+    assert "token" in out and "Permission denied." in out

@@ -1,0 +1,76 @@
+"""Fixtures for the real-server tier (`pytest -m real_invenio tests/real_invenio`).
+
+Only fixtures live here: no hooks, no autouse, so the default fast run is unaffected.
+The server is started outside pytest by tests/real_invenio/up.sh, which writes an env file.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.real_invenio.real_invenio_env import RealServer
+
+DEFAULT_DIR = "/tmp/async-uploader-real-invenio"
+
+
+def env_file_path() -> Path:
+    explicit = os.environ.get("REAL_INVENIO_ENV")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("REAL_INVENIO_DIR", DEFAULT_DIR)) / "server.env"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith("#"):
+            values[key.strip()] = value.strip()
+    return values
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/api/records?size=1", timeout=10) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _unavailable(reason: str, required: bool) -> None:
+    if required:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def real_server() -> RealServer:
+    """The running server from up.sh; skips when it is absent.
+
+    Set REAL_INVENIO_REQUIRED=1 (CI does, after up.sh) to turn "absent" into a failure, so a
+    broken bring-up can never pass as a skipped tier.
+    """
+    required = os.environ.get("REAL_INVENIO_REQUIRED") == "1"
+    path = env_file_path()
+    if not path.is_file():
+        reason = f"real InvenioRDM not set up: {path} is absent (run tests/real_invenio/up.sh)"
+        _unavailable(reason, required)
+    env = read_env_file(path)
+    server = RealServer(
+        url=env["REAL_INVENIO_URL"].rstrip("/"),
+        token=env["REAL_INVENIO_TOKEN"],
+        community=env["REAL_INVENIO_COMMUNITY"],
+        community_review=env.get("REAL_INVENIO_COMMUNITY_REVIEW", ""),
+        user=env.get("REAL_INVENIO_USER", ""),
+        token_2=env.get("REAL_INVENIO_TOKEN_2", ""),
+        user_2=env.get("REAL_INVENIO_USER_2", ""),
+    )
+    if not _answers(server.url):
+        reason = f"real InvenioRDM at {server.url} does not answer (run tests/real_invenio/up.sh)"
+        _unavailable(reason, required)
+    return server
