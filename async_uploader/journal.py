@@ -28,6 +28,7 @@ VERSION = 1
 
 # Phases, in the order a record goes through them.
 NEW = "new"
+UNKNOWN = "unknown"  # the journal entry was unreadable: the server decides
 CREATING = "creating"  # POST /api/records sent; its outcome is unknown until it answers
 DRAFT = "draft"  # the draft exists (draft_id known)
 SHARING = "sharing"  # publish / submit-review sent; outcome unknown until it answers

@@ -33,7 +33,7 @@ from .events import (
     Reporter,
     no_reporter,
 )
-from .journal import Journal, RecordState
+from .journal import UNKNOWN, Journal, RecordState
 from .links import write_links, write_report
 from .plan import Action, fingerprint, plan_record
 from .ratelimit import RateLimiter, RatePolicy
@@ -236,8 +236,9 @@ async def process(
     """Run one record, turning its errors into its result (one bad folder never sinks the batch)."""
     name = record.folder.name
     state, warning = loaded
-    if warning:
+    if warning:  # unreadable entry: the server is asked before anything is created
         run.notice(name, warning)
+        state = RecordState(folder=name, phase=UNKNOWN)
     plan = plan_record(record, state, fingerprint(record))
     if plan.action is Action.SKIP and state is not None:
         files = tuple(FileResult(f.key, f.size, f.md5) for f in state.files.values())

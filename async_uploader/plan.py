@@ -11,7 +11,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from .discover import LocalFile
-from .journal import CREATING, DRAFT, IN_REVIEW, NEW, PUBLISHED, SHARING, FileState, RecordState
+from .journal import (
+    CREATING,
+    DRAFT,
+    IN_REVIEW,
+    NEW,
+    PUBLISHED,
+    SHARING,
+    UNKNOWN,
+    FileState,
+    RecordState,
+)
 from .validate import ValidRecord
 
 
@@ -29,6 +39,7 @@ class Action(StrEnum):
     CONFIRM_SHARE = "confirm-share"  # a publish/submit was in flight: GET the record first
     RESUME_DRAFT = "resume-draft"  # a draft exists: check its files, upload the rest, share
     FIND_DRAFT = "find-draft"  # a create was in flight: look for the draft before creating
+    RECONCILE = "reconcile"  # the journal entry was unreadable: look for the record by title
     CREATE = "create"  # nothing on the server yet
 
 
@@ -54,6 +65,8 @@ def plan_record(record: ValidRecord, state: RecordState | None, fp: str) -> Reco
         return RecordPlan(Action.CONFIRM_SHARE, "share was in flight", state.draft_id, changed)
     if state.phase == DRAFT and state.draft_id:
         return RecordPlan(Action.RESUME_DRAFT, "draft exists", state.draft_id, changed)
+    if state.phase == UNKNOWN:
+        return RecordPlan(Action.RECONCILE, "journal entry unreadable", None, True)
     if state.phase == CREATING:
         return RecordPlan(Action.FIND_DRAFT, "create was in flight", None, True)
     return RecordPlan(Action.CREATE, f"journal phase {state.phase!r} without a draft id")
@@ -122,5 +135,6 @@ def rerun_action(plan: RecordPlan) -> str:
         Action.CONFIRM_SHARE: "check whether the share went through, then finish it",
         Action.RESUME_DRAFT: "reuse the draft, upload missing or changed files, share",
         Action.FIND_DRAFT: "look for the draft a lost create may have made, then continue",
+        Action.RECONCILE: "look for the record on the server by title, then continue",
         Action.CREATE: "create the draft, upload, share",
     }[plan.action]

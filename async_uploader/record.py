@@ -25,7 +25,17 @@ from .client import Response
 from .discover import LocalFile
 from .errors import TransientApiError, UploaderError, first_error, format_server_errors
 from .events import FileDone
-from .journal import CREATING, DRAFT, IN_REVIEW, PUBLISHED, SHARING, FileState, RecordState, utcnow
+from .journal import (
+    CREATING,
+    DRAFT,
+    IN_REVIEW,
+    PUBLISHED,
+    SHARING,
+    UNKNOWN,
+    FileState,
+    RecordState,
+    utcnow,
+)
 from .plan import Action, RecordPlan, ServerFile, fingerprint, plan_files
 from .results import FileResult, Outcome, RecordResult
 from .retry import decide
@@ -64,7 +74,9 @@ class RecordJob:
             return self._result(Outcome.PUBLISHED)
         draft = await self._ensure_draft()
         if draft is None:  # the share went through in an earlier run after all
-            return self._result(Outcome.PUBLISHED)
+            return self._result(
+                Outcome.PUBLISHED if self.state.phase == PUBLISHED else Outcome.IN_REVIEW
+            )
         await self._sync_files(draft)
         if self.run.config.share.value == "draft-only":
             return self._result(Outcome.DRAFT)
@@ -85,10 +97,12 @@ class RecordJob:
                 return None
             self.run.notice(self.folder, f"draft {self.state.draft_id} is gone; starting again")
             self.state = RecordState(folder=self.folder)
-        if self.state.phase == CREATING:
+        if self.state.phase in (CREATING, UNKNOWN):
             found = await self._find_lost_draft()
             if found is not None:
                 return await self._refresh_metadata(found, True)
+            if self.state.done:  # the journal was lost, but the record is on the server
+                return None
         return await self._create()
 
     async def _create(self) -> dict[str, Any]:
@@ -160,11 +174,18 @@ class RecordJob:
                 await anyio.sleep(max(decision.delay, min_delay))
 
     async def _find_lost_draft(self) -> dict[str, Any] | None:
-        """Search the user's drafts for one a lost create made: same title, made since then."""
-        since = _parse_time(self.state.create_started) or datetime.now().astimezone()
-        wait = INDEX_DELAY - (datetime.now().astimezone() - since).total_seconds()
-        if wait > 0:  # give the search index time to see a draft made a moment ago
-            await anyio.sleep(wait)
+        """Look for this folder's draft among the user's records, by title.
+
+        After a lost create: a draft with our title made since the attempt. After an
+        unreadable journal entry (no time known): any unclaimed draft with our title, or a
+        published record whose files match the folder (then ``None`` is returned and the
+        state says published).
+        """
+        since = _parse_time(self.state.create_started)
+        if since is not None:
+            wait = INDEX_DELAY - (datetime.now().astimezone() - since).total_seconds()
+            if wait > 0:  # give the search index time to see a draft made a moment ago
+                await anyio.sleep(wait)
         title = self.record.title
         quoted = title.replace("\\", "\\\\").replace('"', '\\"')
         resp = await self.run.client.search_user_records(
@@ -175,21 +196,25 @@ class RecordJob:
             hit_id = str(hit.get("id"))
             created = _parse_time(hit.get("created"))
             if (
-                hit.get("is_published")
-                or hit.get("metadata", {}).get("title") != title
+                hit.get("metadata", {}).get("title") != title
                 or hit_id in self.run.claimed
                 or created is None
-                or created < since - CREATE_WINDOW
+                or (since is not None and created < since - CREATE_WINDOW)
+                or (hit.get("is_published") and since is not None)
             ):
                 continue
             self.run.claimed.add(hit_id)  # no await since the check: no other task can take it
+            if hit.get("is_published"):
+                if await self._adopt_published(hit):
+                    return None
+                continue
             draft = await self.run.client.get_draft(hit_id)
             if draft.status != 200:
                 continue
             self.run.notice(
                 self.folder,
-                f"found draft {hit_id} from a create whose answer "
-                "was lost; using it instead of creating another",
+                f"found draft {hit_id} on the server (a create whose "
+                "answer was lost, or an unreadable journal); using it",
             )
             await self.save(
                 phase=DRAFT,
@@ -199,6 +224,31 @@ class RecordJob:
             )
             return draft.obj
         return None
+
+    async def _adopt_published(self, record: dict[str, Any]) -> bool:
+        """A published record with our title: ours if every file matches the folder's md5."""
+        listing = await self.run.client.list_files(record["links"]["files"])
+        server = {e["key"]: e.get("checksum") for e in entries_of(listing.obj)}
+        local = {f.key: f for f in self.record.folder.files}
+        if set(server) != set(local):
+            return False
+        md5s = {k: await anyio.to_thread.run_sync(local_md5, f.path) for k, f in local.items()}
+        if any(server[k] != f"md5:{md5s[k]}" for k in local):
+            return False
+        files = {k: FileState(k, f.size, f.mtime_ns, md5s[k]) for k, f in local.items()}
+        self.run.notice(
+            self.folder,
+            f"journal was unreadable; record {record['id']} on the "
+            "server matches the folder, so it counts as published",
+        )
+        await self.save(
+            draft_id=str(record["id"]),
+            links=record.get("links"),
+            files=files,
+            fingerprint=fingerprint(self.record),
+        )
+        await self._mark_published(record)
+        return True
 
     async def _refresh_metadata(self, draft: dict[str, Any], changed: bool) -> dict[str, Any]:
         if not changed:

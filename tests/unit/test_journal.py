@@ -13,8 +13,13 @@ from async_uploader.journal import FileState, Journal, RecordState
 
 def test_round_trip(tmp_path: Path) -> None:
     j = Journal(tmp_path / "state")
-    state = RecordState("run/1 ü", phase="draft", draft_id="abc-123", links={"self": "x"},
-                        files={"a": FileState("a", 3, 7, "md5")})
+    state = RecordState(
+        "run/1 ü",
+        phase="draft",
+        draft_id="abc-123",
+        links={"self": "x"},
+        files={"a": FileState("a", 3, 7, "md5")},
+    )
     j.save(state)
     loaded, warning = j.load("run/1 ü")
     assert warning is None
@@ -32,8 +37,13 @@ def test_replace_leaves_no_temp_files(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "content",
-    [b"{not json", b'{"version": 99, "folder": "0"}', b'{"version": 1}', b"[]",
-     b'{"version": 1, "folder": "0", "bogus": 1}'],
+    [
+        b"{not json",
+        b'{"version": 99, "folder": "0"}',
+        b'{"version": 1}',
+        b"[]",
+        b'{"version": 1, "folder": "0", "bogus": 1}',
+    ],
 )
 def test_corrupt_entry_is_a_warning_not_a_crash(tmp_path: Path, content: bytes) -> None:
     j = Journal(tmp_path)
