@@ -23,7 +23,7 @@ import anyio
 
 from .client import Response
 from .discover import LocalFile
-from .errors import TransientApiError, UploaderError, first_error, format_server_errors
+from .errors import BatchFatal, TransientApiError, UploaderError, first_error, format_server_errors
 from .events import FileDone
 from .journal import (
     CREATING,
@@ -156,6 +156,8 @@ class RecordJob:
             try:
                 return await send()
             except TransientApiError as exc:
+                if isinstance(exc, BatchFatal):
+                    raise
                 settled = await settle()
                 if settled is not None:
                     return settled
