@@ -123,7 +123,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="on SIGINT/SIGTERM, time for in-flight steps before stopping",
     )
-    up.add_argument("--log-interval", type=float, default=30.0, metavar="SECONDS")
+    up.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="abort and resend an upload that made no progress for this long",
+    )
+    up.add_argument(
+        "--log-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how often a non-interactive log gets a progress line",
+    )
     up.add_argument("-q", "--quiet", action="store_true")
     up.add_argument("-v", "--verbose", action="store_true")
 
@@ -168,6 +181,7 @@ def config_from(args: argparse.Namespace, url: str, token: str) -> UploadConfig:
         chunk_size=getattr(args, "chunk_size", 1024) * 1024,
         rate=getattr(args, "rate", None),
         burst=getattr(args, "burst", 10),
+        stall_timeout=getattr(args, "stall_timeout", 120.0),
         grace_seconds=getattr(args, "grace", 30.0),
         limits=limits_from(args),
         include=tuple(args.include),

@@ -30,7 +30,8 @@ Fault plan (``SandboxConfig.faults``, ``--faults PLAN.json``, ``PUT /_sandbox/fa
 all API calls) or with ``probability``, decided by ``random.Random(f"{seed}:{i}:{n}")`` so a
 seed replays identically. Kinds: ``status`` (answer ``status`` with a ``json`` or ``html``
 proxy body, no work done), ``drop_mid_body`` (content/part PUT: read ``fraction`` of the
-body, then abort the connection; the entry stays pending without content), ``rate_storm``
+body, then abort the connection; the entry stays pending without content), ``stall_mid_body``
+(the same after reading nothing more for ``duration_s``: a stalled upload), ``rate_storm``
 (every request gets 429 for ``duration_s``, ``Retry-After`` in ``seconds`` or as an HTTP
 ``date``), ``wrong_checksum`` (commit stores and reports a wrong md5), ``lose_response`` (do
 the work, then close the connection without answering). ``latency_ms``/``jitter_ms`` add to

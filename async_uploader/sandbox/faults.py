@@ -50,10 +50,18 @@ ROUTE_NAMES: tuple[str, ...] = (
     "access_grants",
 )
 
-KINDS = ("status", "drop_mid_body", "rate_storm", "wrong_checksum", "lose_response")
+KINDS = (
+    "status",
+    "drop_mid_body",
+    "stall_mid_body",
+    "rate_storm",
+    "wrong_checksum",
+    "lose_response",
+)
 # Kinds that only make sense on some routes; a rule naming another route is refused early.
 _ROUTES_FOR_KIND: dict[str, tuple[str, ...]] = {
     "drop_mid_body": ("content_put", "part_put", "*"),
+    "stall_mid_body": ("content_put", "part_put", "*"),
     "wrong_checksum": ("commit", "*"),
 }
 
@@ -72,7 +80,7 @@ class FaultRule:
     on_calls: tuple[int, ...] = ()
     status: int = 503
     body: str = "json"  # "json" | "html" (a proxy's error page)
-    duration_s: float = 1.0  # rate_storm
+    duration_s: float = 1.0  # rate_storm; stall_mid_body: how long reading stops
     retry_after: str = "seconds"  # rate_storm: "seconds" | "date"
     fraction: float = 0.5  # drop_mid_body: share of Content-Length read before the abort
 

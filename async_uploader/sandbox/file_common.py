@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -60,11 +61,19 @@ def content_type_ok(request: web.Request) -> None:
         )
 
 
-async def abort_mid_body(request: web.Request, fraction: float) -> web.Response:
-    """Fault: read part of the body, then drop the connection without an answer."""
+async def abort_mid_body(
+    request: web.Request, fraction: float, stall_s: float = 0.0
+) -> web.Response:
+    """Fault: read part of the body, then drop the connection without an answer.
+
+    With ``stall_s``, stop reading for that long first (a stalled upstream: the client's
+    send blocks once the socket buffers are full).
+    """
     total = request.content_length
     want = int(total * fraction) if total else 64 * 1024
     await state(request).blobs.drain(request.content, want)
+    if stall_s:
+        await asyncio.sleep(stall_s)
     if request.transport is not None:
         request.transport.abort()
     return web.Response(status=500)  # never delivered: the transport is gone

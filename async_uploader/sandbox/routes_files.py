@@ -169,10 +169,12 @@ async def content_put(request: web.Request) -> web.Response:
     if len(entry.key) > 255:
         raise ApiFailure(400, "Filename is too long.")
     rule = take_fault(request, "drop_mid_body")
-    if rule is not None:
+    stall = take_fault(request, "stall_mid_body")
+    if rule is not None or stall is not None:
         st.blobs.release(entry.blob)
         entry.blob = None
-        return await abort_mid_body(request, rule.fraction)
+        fraction = rule.fraction if rule is not None else stall.fraction  # type: ignore[union-attr]
+        return await abort_mid_body(request, fraction, stall.duration_s if stall else 0.0)
     used = sum(e.blob.size for e in snap.files.values() if e.blob and e is not entry)
     blob = await receive(request, min(st.config.max_file_size, st.config.max_file_size - used))
     if snap.files.get(entry.key) is not entry or entry.committed:

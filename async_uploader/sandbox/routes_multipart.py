@@ -72,8 +72,10 @@ async def part_put(request: web.Request) -> web.Response:
         body["errors"] = TRANSFER_FAILED  # the entry is kept for part errors
         return jresp(body)
     rule = take_fault(request, "drop_mid_body")
-    if rule is not None:
-        return await abort_mid_body(request, rule.fraction)
+    stall = take_fault(request, "stall_mid_body")
+    if rule is not None or stall is not None:
+        fraction = rule.fraction if rule is not None else stall.fraction  # type: ignore[union-attr]
+        return await abort_mid_body(request, fraction, stall.duration_s if stall else 0.0)
     blob = await receive(request, expect)
     if blob is None:
         raise ApiFailure(400, "File is smaller than expected.")

@@ -42,7 +42,10 @@ class Sandbox:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        runner = web.AppRunner(create_app(self.state), access_log=None, handle_signals=False)
+        # A test server: do not wait long for handlers stuck in a fault (a stalled upload).
+        runner = web.AppRunner(
+            create_app(self.state), access_log=None, handle_signals=False, shutdown_timeout=2.0
+        )
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
         await site.start()

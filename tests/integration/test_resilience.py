@@ -108,3 +108,32 @@ def test_refused_token_stops_after_one_record(make_records: RecordFactory) -> No
     assert stats["drafts"] == 0
     out = proc.stdout + proc.stderr
     assert "token" in out and "Permission denied." in out
+
+
+def test_stalled_upload_is_aborted_and_resent(make_records: RecordFactory, tmp_path: Path) -> None:
+    from async_uploader.sandbox import Sandbox, SandboxConfig
+
+    root = make_records(1, files={"big.bin": 64 * 1024 * 1024})
+    plan = {
+        "rules": [
+            {
+                "route": "content_put",
+                "kind": "stall_mid_body",
+                "on_calls": [1],
+                "fraction": 0.05,
+                "duration_s": 60,
+            }
+        ]
+    }
+    report = tmp_path / "report.json"
+    with Sandbox.in_thread(SandboxConfig(faults=plan, discard_bytes=True)) as sb:
+        proc = run_cli(
+            ["upload", str(root), "--url", sb.url, "--stall-timeout", "2", "--report", str(report)],
+            token=sb.token,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert sb.stats()["faults_per_kind"] == {"stall_mid_body": 1}
+        assert sb.stats()["requests_per_route"]["content_put"] == 2
+    counters = json.loads(report.read_text())["counters"]
+    assert counters["retries_by_reason"].get("upload stalled") == 1
