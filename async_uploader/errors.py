@@ -4,10 +4,7 @@
 
     UploaderError                      root: everything the tool raises on purpose
     ├── ConfigError                    bad options or environment; nothing was sent (exit 2)
-    ├── RecordInvalid                  a record folder failed local validation (never sent)
     ├── ChecksumMismatch               server md5 differs from the local one after a re-upload
-    ├── OutcomeUnknown                 a non-idempotent call may or may not have happened
-    ├── LocalChangeAfterPublish        a folder changed after its record was published
     ├── ApiError                       the server answered with an error, or did not answer
     │   ├── TransientApiError          408/429/5xx/connection/timeouts: retried, budget spent
     │   └── PermanentApiError          other 4xx: the record fails with the server's message
@@ -18,7 +15,8 @@
 
 Every error carries the context a person needs to act on it: the record folder, the file
 key, and for API errors the HTTP method, URL, status and the server's own ``message`` and
-``errors``. aiohttp exceptions are translated into this tree in exactly one place
+``errors``. Folders refused by local validation are not errors but results (``Outcome.INVALID``
+with every problem listed). aiohttp exceptions are translated into this tree in exactly one place
 (``client.py``). No error ever holds the token: URLs never carry it (it travels in the
 ``Authorization`` header only) and request headers are not kept.
 """
@@ -55,14 +53,6 @@ class ConfigError(UploaderError):
     """Usage or configuration problem found before any request was sent."""
 
 
-class RecordInvalid(UploaderError):
-    """Local validation refused the folder; ``problems`` lists every finding."""
-
-    def __init__(self, message: str, *, folder: str, problems: tuple[str, ...] = ()):
-        super().__init__(message, folder=folder)
-        self.problems = problems
-
-
 class ChecksumMismatch(UploaderError):
     def __init__(self, *, folder: str, key: str, local_md5: str, server_checksum: str | None):
         super().__init__(
@@ -73,14 +63,6 @@ class ChecksumMismatch(UploaderError):
         )
         self.local_md5 = local_md5
         self.server_checksum = server_checksum
-
-
-class OutcomeUnknown(UploaderError):
-    """A create or publish may have happened; a rerun reconciles it with the server."""
-
-
-class LocalChangeAfterPublish(UploaderError):
-    """The folder changed after its record was published; re-publishing is a user decision."""
 
 
 class ApiError(UploaderError):

@@ -11,7 +11,6 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from .errors import UploaderError
 from .events import (
     BatchDone,
     BatchStarted,
@@ -129,8 +128,8 @@ class BarRenderer(_Base):
             self.rec_bar.set_postfix(failed=self.failed, refresh=False)
 
     def close(self) -> None:
-        self.byte_bar.close()
         self.rec_bar.close()
+        self.byte_bar.close()
 
 
 class LogRenderer(_Base):
@@ -201,7 +200,3 @@ def summary(result: BatchResult) -> str:
     if result.interrupted:
         lines += ["", "Interrupted: rerun the same command to resume."]
     return "\n".join(lines)
-
-
-def describe_error(exc: UploaderError) -> str:
-    return str(exc)

@@ -142,3 +142,21 @@ def test_token_never_printed(scenario: str, make_records: RecordFactory, tmp_pat
     for text in texts:
         assert token not in text
         assert "S3CRET" not in text
+
+
+def test_batch_log_has_periodic_one_line_summaries(
+    sandbox_thread: Any, make_records: RecordFactory
+) -> None:
+    """Not a terminal: no bars or carriage returns, one summary line per interval."""
+    root = make_records(6)
+    proc = run_cli(
+        ["upload", str(root), "--url", sandbox_thread.url, "--log-interval", "0"],
+        token=sandbox_thread.token,
+    )
+    assert proc.returncode == 0
+    assert "\r" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if " records " in line]
+    assert len(lines) >= 6
+    assert lines[-1].split(" records ")[1].startswith("6/6 (0 failed)")
+    summary = proc.stdout
+    assert "published         6" in summary and "requests" in summary
