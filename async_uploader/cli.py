@@ -18,7 +18,7 @@ from pathlib import Path
 import anyio
 
 from .client import InvenioClient
-from .config import ShareMode, UploadConfig, __version__, read_token
+from .config import RetryConfig, ShareMode, UploadConfig, __version__, read_token
 from .discover import discover
 from .errors import ConfigError, UploaderError
 from .journal import Journal
@@ -124,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="on SIGINT/SIGTERM, time for in-flight steps before stopping",
     )
     up.add_argument(
+        "--retry-time",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="give up on one request after retrying it this long",
+    )
+    up.add_argument(
         "--stall-timeout",
         type=float,
         default=120.0,
@@ -182,6 +189,7 @@ def config_from(args: argparse.Namespace, url: str, token: str) -> UploadConfig:
         rate=getattr(args, "rate", None),
         burst=getattr(args, "burst", 10),
         stall_timeout=getattr(args, "stall_timeout", 120.0),
+        retry=RetryConfig(total_seconds=getattr(args, "retry_time", 600.0)),
         grace_seconds=getattr(args, "grace", 30.0),
         limits=limits_from(args),
         include=tuple(args.include),

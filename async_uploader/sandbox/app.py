@@ -85,6 +85,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     stats.requests_total += 1
     stats.per_route[route] += 1
     stats.per_method[request.method] += 1
+    stats.per_user_agent[request.headers.get("User-Agent", "")] += 1
     if request.method in _WRITES and request.path.startswith("/api"):
         stats.write_requests += 1
     st.global_calls += 1

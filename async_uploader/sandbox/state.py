@@ -82,6 +82,7 @@ class Stats:
     requests_total: int = 0
     per_route: Counter[str] = field(default_factory=Counter)
     per_method: Counter[str] = field(default_factory=Counter)
+    per_user_agent: Counter[str] = field(default_factory=Counter)
     per_status: Counter[str] = field(default_factory=Counter)
     write_requests: int = 0
     status_429: int = 0
@@ -166,6 +167,7 @@ class SandboxState:
             "requests_total": s.requests_total,
             "requests_per_route": dict(s.per_route),
             "requests_per_method": dict(s.per_method),
+            "requests_per_user_agent": dict(s.per_user_agent),
             "responses_per_status": dict(s.per_status),
             "write_requests": s.write_requests,
             "status_429": s.status_429,

@@ -137,3 +137,32 @@ def test_stalled_upload_is_aborted_and_resent(make_records: RecordFactory, tmp_p
         assert sb.stats()["requests_per_route"]["content_put"] == 2
     counters = json.loads(report.read_text())["counters"]
     assert counters["retries_by_reason"].get("upload stalled") == 1
+
+
+def test_every_request_names_the_tool(sandbox_thread: Any, make_records: RecordFactory) -> None:
+    from async_uploader.config import __version__
+
+    root = make_records(2)
+    assert (
+        run_cli(
+            ["upload", str(root), "--url", sandbox_thread.url], token=sandbox_thread.token
+        ).returncode
+        == 0
+    )
+    agents = sandbox_thread.stats()["requests_per_user_agent"]
+    assert list(agents) == [f"async-uploader/{__version__} (+https://github.com/async-uploader)"]
+
+
+def test_unreachable_server_is_fatal(make_records: RecordFactory) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = make_records(3)
+    proc = run_cli(
+        ["upload", str(root), "--url", f"http://127.0.0.1:{port}", "--retry-time", "3"], token="t"
+    )
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "cannot connect" in proc.stdout
+    assert "Stopped early" in proc.stdout
