@@ -7,10 +7,7 @@ import dataclasses
 import hashlib
 import json
 import os
-import pickle
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +20,7 @@ from async_uploader.validate import (
     validate_all,
     validate_record,
 )
+from tests.unit.conftest import run_unprivileged
 
 SEED = Path("/work/shared/seed-records")
 REPO_RECORDS = Path(__file__).resolve().parents[2] / "records"
@@ -345,46 +343,6 @@ def test_file_changed_since_discovery(
     swap(record.files[0].path)
     [problem] = problems_of(validate_record(record))
     assert problem.key == "a.dat" and fragment in problem.message
-
-
-def run_unprivileged(fn: Callable[[], Any]) -> Any:
-    """Run ``fn`` in a forked child as user nobody: as root, permission bits are not enforced."""
-    if os.geteuid() != 0:
-        return fn()
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: never return into pytest
-        os.close(read_fd)
-        try:
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            payload = pickle.dumps(("ok", fn()))
-        except BaseException as exc:
-            payload = pickle.dumps(("error", repr(exc)))
-        with os.fdopen(write_fd, "wb") as pipe:
-            pipe.write(payload)
-        os._exit(0)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as pipe:
-        status, value = pickle.loads(pipe.read())
-    os.waitpid(pid, 0)
-    assert status == "ok", value
-    return value
-
-
-@pytest.fixture
-def open_tmp(tmp_path: Path) -> Iterator[Path]:
-    """A directory user nobody can traverse (pytest's own tmp root is private to root)."""
-    if os.geteuid() != 0:
-        yield tmp_path
-        return
-    path = Path(tempfile.mkdtemp(prefix="validate-"))
-    path.chmod(0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path)
 
 
 def test_file_without_read_permission(open_tmp: Path) -> None:
