@@ -63,28 +63,32 @@ class FileBody:
             self.md5 = digest.hexdigest()
         self.sending = True
         self.last_progress = time.monotonic()
+        fh = await aiofiles.open(self.file.path, "rb")
         try:
-            async with aiofiles.open(self.file.path, "rb") as fh:
-                while left > 0:
-                    chunk = await fh.read(min(self.chunk_size, left))
-                    if not chunk:
-                        raise UploaderError(
-                            f"file shrank while being uploaded ({left} bytes missing)",
-                            key=self.file.key,
-                        )
-                    digest.update(chunk)
-                    left -= len(chunk)
-                    if left == 0:
-                        # aiohttp may stop iterating once Content-Length bytes are out (the
-                        # answer can arrive first), so the digest is final before the yield.
-                        self.md5 = digest.hexdigest()
-                    self.sent += len(chunk)
-                    self.on_progress(len(chunk))
-                    yield chunk
-                    # aiohttp asks for the next chunk once this one is written out.
-                    self.last_progress = time.monotonic()
+            while left > 0:
+                chunk = await fh.read(min(self.chunk_size, left))
+                if not chunk:
+                    raise UploaderError(
+                        f"file shrank while being uploaded ({left} bytes missing)",
+                        key=self.file.key,
+                    )
+                digest.update(chunk)
+                left -= len(chunk)
+                if left == 0:
+                    # aiohttp may stop iterating once Content-Length bytes are out (the
+                    # answer can arrive first), so the digest is final before the yield.
+                    self.md5 = digest.hexdigest()
+                self.sent += len(chunk)
+                self.on_progress(len(chunk))
+                yield chunk
+                # aiohttp asks for the next chunk once this one is written out.
+                self.last_progress = time.monotonic()
         finally:
             self.sending = False
+            # Hazard: cancellation. aiohttp cancels the body writer as soon as the answer
+            # arrives; the close must still complete or the file handle leaks.
+            with anyio.CancelScope(shield=True):
+                await fh.close()
 
 
 def local_md5(path: os.PathLike[str] | str, chunk_size: int = 1024 * 1024) -> str:
