@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class BatchStarted:
-    records: int
-    total_bytes: int
+    records: int  # record folders found
+    to_upload: int  # of those, the ones with work left (not done, not invalid)
+    total_bytes: int  # in the records with work left
     already_done: int
 
 

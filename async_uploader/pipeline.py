@@ -35,7 +35,7 @@ from .events import (
 )
 from .journal import UNKNOWN, Journal, RecordState
 from .links import write_links, write_report
-from .plan import Action, fingerprint, plan_record
+from .plan import Action, fingerprint, plan_record, unchanged_since_done
 from .ratelimit import RateLimiter, RatePolicy
 from .record import RecordJob
 from .results import BatchResult, Counters, FileResult, Outcome, RecordResult
@@ -51,6 +51,7 @@ class Run:
     journal: Journal
     reporter: Reporter
     streams: anyio.CapacityLimiter
+    states: dict[str, RecordState]  # latest journal state per folder (for the links file)
     claimed: set[str] = field(default_factory=set)  # draft ids some record already owns
     _community: str | None = None
     _community_lock: anyio.Lock = field(default_factory=anyio.Lock)
@@ -70,6 +71,7 @@ class Run:
         # if the batch is being cancelled, so the write is shielded.
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(self.journal.save, state)
+        self.states[state.folder] = state
 
     async def community_id(self) -> str:
         """Resolve the community slug to its UUID once for the whole batch."""
@@ -94,6 +96,48 @@ class Run:
             return self._community
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What the batch knows before the first request: every folder's fate or its job."""
+
+    folders: tuple[RecordFolder, ...]
+    settled: dict[str, RecordResult]  # skipped (done, unchanged) and invalid folders
+    todo: tuple[tuple[ValidRecord, RecordState | None, str | None], ...]  # record, state, warning
+    states: dict[str, RecordState]  # latest known journal state per folder
+
+
+def prepare(config: UploadConfig, journal: Journal) -> Prepared:
+    """Discover, read the journal, validate what is left: all local, no network.
+
+    Finished, unchanged folders are settled first, without validation: that keeps the
+    rerun of a finished 10,000-record batch to file-system reads.
+    """
+    folders = discover(config.records_dir, include=config.include, exclude=config.exclude)
+    settled: dict[str, RecordResult] = {}
+    states: dict[str, RecordState] = {}
+    loaded: dict[str, tuple[RecordState | None, str | None]] = {}
+    for folder in folders:
+        loaded[folder.name] = journal.load(folder.name)
+        state = loaded[folder.name][0]
+        if state is not None:
+            states[folder.name] = state
+            if unchanged_since_done(folder, state):
+                settled[folder.name] = skipped(state)
+    rest = [f for f in folders if f.name not in settled]
+    valid, invalid = validate_all(rest, config.limits)
+    for folder, problems in invalid:
+        settled[folder.name] = RecordResult(
+            folder.name, Outcome.INVALID, error="; ".join(str(p) for p in problems)
+        )
+    todo = tuple((r, *loaded[r.folder.name]) for r in valid)
+    return Prepared(tuple(folders), settled, todo, states)
+
+
+def skipped(state: RecordState) -> RecordResult:
+    files = tuple(FileResult(f.key, f.size, f.md5) for f in state.files.values())
+    return RecordResult(state.folder, Outcome.SKIPPED, state.draft_id, state.record_url, files)
+
+
 async def upload_records(
     config: UploadConfig,
     *,
@@ -103,97 +147,106 @@ async def upload_records(
 ) -> BatchResult:
     """Upload every record folder under ``config.records_dir``; rerunning resumes.
 
-    1. discover and validate every folder (no network);
-    2. plan each record from its journal entry;
-    3. run one task per record: draft, files, share;
-    4. write the links file (and the report) from the journals, also when interrupted.
+    1. discover, read the journal and validate (no network);
+    2. run one task per record that is not done: draft, files, share;
+    3. write the links file (and the report) from the journal states, also when interrupted.
     """
     config.check()
     began = time.monotonic()
-    stop = stop or anyio.Event()
-    abort = abort or anyio.Event()
-    folders = await anyio.to_thread.run_sync(
-        lambda: discover(config.records_dir, include=config.include, exclude=config.exclude)
-    )
-    valid, invalid = validate_all(folders, config.limits)
-    results: dict[str, RecordResult] = {
-        folder.name: RecordResult(
-            folder.name, Outcome.INVALID, error="; ".join(str(p) for p in problems)
-        )
-        for folder, problems in invalid
-    }
     journal = Journal(config.state_path)
-    states = {r.folder.name: journal.load(r.folder.name) for r in valid}
-    counters = Counters()
-    fatal: BatchFatal | None = None
-    todo = list(valid)
+    prep = await anyio.to_thread.run_sync(prepare, config, journal)
     reporter(
         BatchStarted(
-            len(folders),
-            sum(r.total_bytes for r in valid),
-            sum(1 for s, _ in states.values() if s and s.done),
+            records=len(prep.folders),
+            to_upload=len(prep.todo),
+            total_bytes=sum(r.total_bytes for r, _, _ in prep.todo),
+            already_done=sum(1 for r in prep.settled.values() if r.outcome is Outcome.SKIPPED),
         )
     )
+    counters = Counters()
+    results = dict(prep.settled)
+    fatal: BatchFatal | None = None
     async with open_client(config, counters, reporter) as client:
-        run = Run(config, client, journal, reporter, anyio.CapacityLimiter(config.file_streams))
-        run.claimed.update(s.draft_id for s, _ in states.values() if s and s.draft_id)
-        slots = anyio.Semaphore(config.records_in_flight)
-
-        async def one(record: ValidRecord) -> None:
-            nonlocal fatal
-            name = record.folder.name
-            try:
-                results[name] = await process(run, record, states[name])
-            except BatchFatal as exc:
-                fatal = fatal or exc
-                results[name] = failed(name, exc)
-                batch.cancel_scope.cancel()
-            except Exception as exc:  # a bug must not sink the other records either
-                results[name] = RecordResult(
-                    name, Outcome.FAILED, error=f"internal error: {type(exc).__name__}: {exc}"
-                )
-                reporter(RecordDone(results[name]))
-            finally:
-                slots.release()
-                client.first_write.set()  # whatever happened, the probe record is over
-
-        async def grace_watch() -> None:
-            await stop.wait()
-            with anyio.move_on_after(config.grace_seconds):
-                await abort.wait()  # a second signal ends the grace period at once
-            batch.cancel_scope.cancel()
-
-        async with anyio.create_task_group() as outer:
-            outer.start_soon(grace_watch)
-            async with anyio.create_task_group() as batch:
-                for record in todo:
-                    await slots.acquire()
-                    if stop.is_set() or fatal is not None:
-                        slots.release()
-                        break
-                    batch.start_soon(one, record)
-                    # Until one write has worked, run a single record: a refused token then
-                    # stops the batch after one record instead of failing all of them.
-                    await client.first_write.wait()
-            outer.cancel_scope.cancel()
-        interrupted = stop.is_set()
-        for record in todo:  # whatever did not finish is resumable
-            results.setdefault(
+        run = Run(
+            config,
+            client,
+            journal,
+            reporter,
+            anyio.CapacityLimiter(config.file_streams),
+            prep.states,
+        )
+        run.claimed.update(s.draft_id for s in prep.states.values() if s.draft_id)
+        fatal = await run_all(run, prep, results, stop or anyio.Event(), abort or anyio.Event())
+    interrupted = bool(stop and stop.is_set())
+    for record, _, _ in prep.todo:  # whatever did not finish is resumable
+        results.setdefault(
+            record.folder.name,
+            RecordResult(
                 record.folder.name,
-                RecordResult(
-                    record.folder.name,
-                    Outcome.INTERRUPTED if fatal is None else Outcome.FAILED,
-                    error=None if fatal is None else f"not started: {fatal.message}",
-                ),
-            )
-    ordered = tuple(results[f.name] for f in folders if f.name in results)
+                Outcome.INTERRUPTED if fatal is None else Outcome.FAILED,
+                error=None if fatal is None else f"not started: {fatal.message}",
+            ),
+        )
+    ordered = tuple(results[f.name] for f in prep.folders)
     batch_result = BatchResult(
         ordered, counters, time.monotonic() - began, interrupted, str(fatal) if fatal else None
     )
+    final_states = [run.states[f.name] for f in prep.folders if f.name in run.states]
     with anyio.CancelScope(shield=True):
-        await anyio.to_thread.run_sync(finish, config, journal, folders, batch_result)
+        await anyio.to_thread.run_sync(finish, config, final_states, batch_result)
     reporter(BatchDone(batch_result))
     return batch_result
+
+
+async def run_all(
+    run: Run,
+    prep: Prepared,
+    results: dict[str, RecordResult],
+    stop: anyio.Event,
+    abort: anyio.Event,
+) -> BatchFatal | None:
+    """One task per record, ``records_in_flight`` at a time; returns a batch-fatal error."""
+    fatal: BatchFatal | None = None
+    slots = anyio.Semaphore(run.config.records_in_flight)
+
+    async def one(record: ValidRecord, state: RecordState | None, warning: str | None) -> None:
+        nonlocal fatal
+        name = record.folder.name
+        try:
+            results[name] = await process(run, record, state, warning)
+        except BatchFatal as exc:
+            fatal = fatal or exc
+            results[name] = failed(name, exc)
+            batch.cancel_scope.cancel()
+        except Exception as exc:  # a bug must not sink the other records either
+            results[name] = RecordResult(
+                name, Outcome.FAILED, error=f"internal error: {type(exc).__name__}: {exc}"
+            )
+            run.emit(RecordDone(results[name]))
+        finally:
+            slots.release()
+            run.client.first_write.set()  # whatever happened, the probe record is over
+
+    async def grace_watch() -> None:
+        await stop.wait()
+        with anyio.move_on_after(run.config.grace_seconds):
+            await abort.wait()  # a second signal ends the grace period at once
+        batch.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as outer:
+        outer.start_soon(grace_watch)
+        async with anyio.create_task_group() as batch:
+            for record, state, warning in prep.todo:
+                await slots.acquire()
+                if stop.is_set() or fatal is not None:
+                    slots.release()
+                    break
+                batch.start_soon(one, record, state, warning)
+                # Until one write has worked, run a single record: a refused token then
+                # stops the batch after one record instead of failing all of them.
+                await run.client.first_write.wait()
+        outer.cancel_scope.cancel()
+    return fatal
 
 
 @asynccontextmanager
@@ -231,18 +284,16 @@ async def open_client(
 
 
 async def process(
-    run: Run, record: ValidRecord, loaded: tuple[RecordState | None, str | None]
+    run: Run, record: ValidRecord, state: RecordState | None, warning: str | None
 ) -> RecordResult:
     """Run one record, turning its errors into its result (one bad folder never sinks the batch)."""
     name = record.folder.name
-    state, warning = loaded
     if warning:  # unreadable entry: the server is asked before anything is created
         run.notice(name, warning)
         state = RecordState(folder=name, phase=UNKNOWN)
     plan = plan_record(record, state, fingerprint(record))
     if plan.action is Action.SKIP and state is not None:
-        files = tuple(FileResult(f.key, f.size, f.md5) for f in state.files.values())
-        return RecordResult(name, Outcome.SKIPPED, state.draft_id, state.record_url, files)
+        return skipped(state)
     if plan.action is Action.CHANGED and state is not None:
         return RecordResult(
             name,
@@ -278,15 +329,8 @@ def failed(name: str, exc: UploaderError, record_id: str | None = None) -> Recor
     )
 
 
-def finish(
-    config: UploadConfig, journal: Journal, folders: Sequence[RecordFolder], result: BatchResult
-) -> None:
-    """Write the links file (derived from the journals) and the report; atomic, in order."""
-    states = [journal.load(f.name)[0] for f in folders]
-    write_links(
-        config.links_path,
-        [s for s in states if s is not None],
-        draft_only=config.share is ShareMode.DRAFT_ONLY,
-    )
+def finish(config: UploadConfig, states: Sequence[RecordState], result: BatchResult) -> None:
+    """Write the links file (from the journal states, in folder order) and the report."""
+    write_links(config.links_path, states, draft_only=config.share is ShareMode.DRAFT_ONLY)
     if config.report_file is not None:
         write_report(config.report_file, result)

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .discover import LocalFile
+from .discover import LocalFile, RecordFolder
 from .journal import (
     CREATING,
     DRAFT,
@@ -27,10 +27,29 @@ from .validate import ValidRecord
 
 def fingerprint(record: ValidRecord) -> str:
     """Identity of the folder as uploaded: metadata bytes + every file's size and mtime."""
-    h = hashlib.sha256(record.metadata_sha256.encode())
-    for f in record.folder.files:
+    return folder_fingerprint(record.folder, record.metadata_sha256)
+
+
+def folder_fingerprint(folder: RecordFolder, metadata_sha256: str) -> str:
+    h = hashlib.sha256(metadata_sha256.encode())
+    for f in folder.files:
         h.update(f"\0{f.key}\0{f.size}\0{f.mtime_ns}".encode())
     return h.hexdigest()
+
+
+def unchanged_since_done(folder: RecordFolder, state: RecordState | None) -> bool:
+    """True when a rerun has nothing to do for this folder, checked without validating it.
+
+    Reads only the metadata file's bytes: on a rerun of a finished batch this is what keeps
+    planning fast (no per-file opens, no JSON parsing).
+    """
+    if state is None or not state.done or folder.problems:
+        return False
+    try:
+        raw = folder.metadata_path.read_bytes()
+    except OSError:
+        return False
+    return folder_fingerprint(folder, hashlib.sha256(raw).hexdigest()) == state.fingerprint
 
 
 class Action(StrEnum):

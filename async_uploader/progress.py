@@ -50,7 +50,7 @@ class _Base:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, BatchStarted):
-            self.total_records = event.records
+            self.total_records = event.to_upload
             self.total_bytes = event.total_bytes
             self.started = time.monotonic()
             self.on_start(event)
@@ -142,8 +142,8 @@ class LogRenderer(_Base):
 
     def on_start(self, event: BatchStarted) -> None:
         self.say(
-            f"{stamp()} starting: {event.records} record folders, "
-            f"{human_bytes(event.total_bytes)}, {event.already_done} already done",
+            f"{stamp()} starting: {event.to_upload} of {event.records} record folders to "
+            f"upload ({human_bytes(event.total_bytes)}); {event.already_done} already done",
             1,
         )
         self.last = time.monotonic()

@@ -10,11 +10,12 @@ How the budget is chosen:
 * ``rate`` given (``--rate``): a GCRA schedule at that rate, with ``burst`` requests allowed
   back to back.
 * Learning from headers: on a response that opens a fresh window (``X-RateLimit-Remaining``
-  = limit - 1), ``X-RateLimit-Reset`` - now is the window length W, so the server allows
-  ``L / W`` requests per second. We then run at ``SAFETY`` times that, with a burst small
-  enough that burst + one window's schedule stays within L (min with ``--rate`` if given).
-* Slowing down before the server refuses: when ``Remaining`` falls to ``low_water`` or
-  below, the remaining requests are spread evenly until the reset; at 0, we wait for it.
+  = limit - 1), ``X-RateLimit-Reset`` - now gives the window length W, so the server allows
+  ``L / W`` requests per second. We then run at ``SAFETY`` times that with no burst (a burst
+  on top of a full schedule overflows a moving window), or at ``--rate`` if that is lower.
+* Slowing down before the server refuses, while no schedule is learned yet: when
+  ``Remaining`` falls to ``low_water`` or below, the remaining requests are spread evenly
+  until the reset; at 0, we wait for it.
 * On 429: the whole batch pauses until ``Retry-After`` (seconds or HTTP date), or the reset
   time, or a short jittered pause (a real InvenioRDM can say ``Retry-After: 0``). The
   schedule restarts after the pause without a burst. Without any known rate, a 429 sets the
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 
 import anyio
 
-SAFETY = 0.92
+SAFETY = 0.95
 MIN_PAUSE = 0.5  # a 429 without a usable Retry-After still pauses this long (plus jitter)
 
 
@@ -68,6 +70,7 @@ class RatePolicy:
         self.tat = 0.0  # GCRA theoretical arrival time
         self.pause_until = 0.0
         self.window: float | None = None  # learned server window length (seconds)
+        self.window_readings: deque[float] = deque(maxlen=5)
         self.server: ServerLimit | None = None
         self.server_seen_at = 0.0  # monotonic time of the last header reading
         self.left = math.inf  # requests we believe remain until the server's reset
@@ -85,8 +88,10 @@ class RatePolicy:
             tau = (self.burst - 1) * interval
             start = max(start, self.tat - tau)
             self.tat = max(self.tat, start) + interval
-        if self.left <= self.low_water and now < self.reset_at:
-            # Spread what is left of the server's window evenly up to its reset.
+        if self.window is None and self.left <= self.low_water and now < self.reset_at:
+            # No learned schedule yet: spread what is left of the server's window evenly up
+            # to its reset. (Once the window is learned the schedule itself stays below L,
+            # and a steady state with one or two requests left is normal.)
             spacing = (self.reset_at - now) / max(self.left, 1.0)
             start = max(start, self.reset_at if self.left < 1 else now + spacing)
             self.left = max(0.0, self.left - 1)
@@ -105,16 +110,20 @@ class RatePolicy:
         self.reset_at = now + until_reset
         self.left = float(limit.remaining)
         if limit.remaining == limit.limit - 1 and limit.limit > 0:
-            window = max(1.0, math.ceil(until_reset))
-            if self.window is None or window > self.window:
+            # Flask-Limiter sends Reset = int(1 + oldest hit + W): for the first hit of a
+            # window, Reset - now lies in (W, W + 1], less our share of the latency. floor()
+            # gives W; the median of the last readings absorbs the odd reading at an edge.
+            self.window_readings.append(max(1.0, math.floor(until_reset + 0.05)))
+            window = statistics.median_low(self.window_readings)
+            if window != self.window:
                 self.window = window
                 self._adopt_server_rate(limit.limit, window)
 
     def _adopt_server_rate(self, limit: int, window: float) -> None:
         learned = SAFETY * limit / window
         self.rate = min(learned, self.user_rate) if self.user_rate else learned
-        # burst + one window of schedule must stay within the server's limit.
-        self.burst = max(1, min(self.user_burst, int(limit * (1 - SAFETY) + 1e-9)))
+        # No burst: in a moving window any burst on top of the schedule can exceed L.
+        self.burst = 1
 
     def on_429(self, now: float, retry_after: float | None, jitter: float) -> float:
         """Pause everything; returns the pause length (seconds from now)."""

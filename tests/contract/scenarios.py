@@ -4,6 +4,10 @@ Each scenario is ``async def (target, session) -> dict`` of observations and ass
 what a real InvenioRDM 14 guarantees (the contract's "observed" facts), so the same list
 runs against the sandbox and against a real server. ``session`` carries no credentials:
 scenarios send the token themselves (so they can also act anonymously).
+
+Every exchange made through :func:`call` is also appended to the list in :data:`TRANSCRIPT`
+when one is set, so a differential test can compare what two servers answered, not only
+what the scenarios assert.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import json
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +31,19 @@ Obs = dict[str, Any]
 Scenario = Callable[["Target", aiohttp.ClientSession], Awaitable[Obs]]
 CORE_DRAFT_LINKS = {"self", "self_html", "files", "publish", "record", "review", "versions"}
 CORE_DRAFT_LINKS |= {"access_links"}
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One request and the decoded answer, as :func:`call` saw it."""
+
+    method: str
+    url: str
+    status: int
+    body: Any
+
+
+TRANSCRIPT: ContextVar[list[Exchange] | None] = ContextVar("TRANSCRIPT", default=None)
 
 
 @dataclass(frozen=True)
@@ -84,6 +102,9 @@ async def call(
             data = json.loads(raw) if raw else None
         except ValueError:
             data = raw
+        log = TRANSCRIPT.get()
+        if log is not None:
+            log.append(Exchange(method, str(target), r.status, data))
         return r.status, data, r.headers
 
 

@@ -26,7 +26,7 @@ async def test_async_api_emits_progress_events(make_records: RecordFactory) -> N
     assert result.exit_code == 0
     assert [r.outcome for r in result.records] == [Outcome.PUBLISHED] * 4
     started = [e for e in events if isinstance(e, BatchStarted)]
-    assert started and started[0].records == 4 and started[0].total_bytes == 4 * 300_005
+    assert started and started[0].to_upload == 4 and started[0].total_bytes == 4 * 300_005
     assert sum(e.n for e in events if isinstance(e, BytesSent)) == 4 * 300_005
     assert len([e for e in events if isinstance(e, FileDone)]) == 8
     assert len([e for e in events if isinstance(e, RecordDone)]) == 4

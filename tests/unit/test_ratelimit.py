@@ -31,10 +31,12 @@ def test_gcra_schedule(
 @pytest.mark.parametrize(
     ("limit", "remaining", "reset_in", "user_rate", "rate", "burst"),
     [
-        (20, 19, 1.0, None, 0.92 * 20, 1),  # fresh 1 s window: learn 20/s
-        (100, 99, 60.0, None, 0.92 * 100 / 60, 8),  # Zenodo: 100 per minute
-        (1000, 999, 59.3, None, 0.92 * 1000 / 60, 10),  # reset rounded: window 60 s
-        (1000, 999, 60.0, 5.0, 5.0, 10),  # --rate lower than the server's: keep it
+        # Flask-Limiter: Reset = int(1 + first hit + W), so Reset - now is in (W, W + 1]
+        (20, 19, 1.0, None, 0.95 * 20, 1),  # fresh 1 s window: learn 20/s, no burst
+        (20, 19, 1.9, None, 0.95 * 20, 1),
+        (100, 99, 60.4, None, 0.95 * 100 / 60, 1),  # Zenodo: 100 per minute
+        (1000, 999, 60.7, None, 0.95 * 1000 / 60, 1),
+        (1000, 999, 60.0, 5.0, 5.0, 1),  # --rate lower than the server's: keep it
         (20, 12, 0.4, None, None, 10),  # not a fresh window: cannot learn the length
     ],
 )
@@ -50,6 +52,14 @@ def test_learning_from_headers(
     policy.on_headers(100.0, 5000.0, ServerLimit(limit, remaining, 5000.0 + reset_in))
     assert policy.rate == (pytest.approx(rate) if rate is not None else None)
     assert policy.burst == burst
+
+
+def test_window_is_the_median_of_recent_readings() -> None:
+    policy = RatePolicy(None, 10)
+    for t, reset_in in enumerate([60.5, 60.98, 60.2]):  # the middle one reads as 61
+        policy.on_headers(float(t), 5000.0, ServerLimit(100, 99, 5000.0 + reset_in))
+    assert policy.window == 60
+    assert policy.rate == pytest.approx(0.95 * 100 / 60)
 
 
 def test_slows_down_before_the_server_refuses() -> None:

@@ -1,0 +1,212 @@
+"""Sandbox-vs-real fidelity: every contract scenario against both servers, answers compared.
+
+The scenarios assert only what a real InvenioRDM guarantees; this module also compares what
+they do not assert. Each exchange a scenario makes (``scenarios.TRANSCRIPT``) is reduced to a
+comparable form: request with ids replaced, status, ``message``, ``errors`` and the key sets
+of the body, its ``links``, file entries and search hits. A difference fails the test unless
+KNOWN_DIFFERENCES lists it with a reason (docs/sandbox-fidelity.md is the readable table);
+a listed difference that is no longer observed fails too, so the table cannot go stale.
+"""
+
+from __future__ import annotations
+
+import re
+import traceback
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import aiohttp
+import anyio
+import pytest
+
+from async_uploader.sandbox import Sandbox, SandboxConfig
+from tests.contract.scenarios import TRANSCRIPT, Exchange, Scenario, Target, all_scenarios
+from tests.real_invenio.real_invenio_env import RealServer
+
+pytestmark = pytest.mark.real_invenio
+
+# (scenario or "*", difference as printed by `differences`) -> why it is accepted.
+KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {}
+
+RECORD_ID = re.compile(r"\b[a-z0-9]{5}-[a-z0-9]{5}\b")
+UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+# Values that differ between servers by nature (ids, dates) and would hide real differences.
+NORMALISED_OBS_KEYS = {"id"}
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One exchange in comparable form (no ids, no values beyond messages)."""
+
+    request: str
+    status: int
+    message: str | None
+    errors: tuple[str, ...]
+    shape: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One scenario on one server."""
+
+    outcome: str  # "ok" or the failure
+    returned: str
+    seen: tuple[Seen, ...]
+
+
+def scrub(text: str, community: str) -> str:
+    text = RECORD_ID.sub("<id>", UUID.sub("<uuid>", text))
+    return text.replace(community, "<community>") if community else text
+
+
+def request_label(ex: Exchange, community: str) -> str:
+    parts = urlsplit(ex.url)
+    query = sorted(p.split("=", 1)[0] for p in parts.query.split("&") if p)
+    suffix = f"?{'&'.join(query)}" if query else ""
+    return f"{ex.method} {scrub(unquote(parts.path), community)}{suffix}"
+
+
+def keys(value: Any) -> tuple[str, ...]:
+    return tuple(sorted(value)) if isinstance(value, dict) else ()
+
+
+def union_keys(items: Any, sub: str | None = None) -> tuple[str, ...]:
+    found: set[str] = set()
+    for item in items if isinstance(items, list) else []:
+        value = item.get(sub) if sub and isinstance(item, dict) else item
+        found.update(keys(value))
+    return tuple(sorted(found))
+
+
+def shape_of(body: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    if not isinstance(body, dict):
+        return (("body", ("<bytes>" if body else "<empty>",)),)
+    shape = {"body": keys(body), "links": keys(body.get("links"))}
+    if isinstance(body.get("entries"), list):  # a file listing
+        shape["entry"] = union_keys(body["entries"])
+        shape["entry.links"] = union_keys(body["entries"], "links")
+    hits = body.get("hits")
+    if isinstance(hits, dict):
+        shape["hits"] = keys(hits)
+        shape["hit"] = union_keys(hits.get("hits"))
+    return tuple((k, v) for k, v in shape.items() if v)
+
+
+def errors_of(body: Any, community: str) -> tuple[str, ...]:
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(errors, str):
+        return (scrub(errors, community),)
+    out = []
+    for err in errors if isinstance(errors, list) else []:
+        for msg in err.get("messages", []) if isinstance(err, dict) else []:
+            out.append(scrub(f"{err.get('field')}: {msg}", community))
+    return tuple(sorted(out))
+
+
+def reduce(transcript: list[Exchange], community: str) -> tuple[Seen, ...]:
+    """Comparable exchanges; consecutive repeats (search polling) collapse into one."""
+    seen: list[Seen] = []
+    for ex in transcript:
+        message = ex.body.get("message") if isinstance(ex.body, dict) else None
+        item = Seen(
+            request=request_label(ex, community),
+            status=ex.status,
+            message=scrub(str(message), community) if message is not None else None,
+            errors=errors_of(ex.body, community),
+            shape=shape_of(ex.body),
+        )
+        if seen and (seen[-1].request, seen[-1].status) == (item.request, item.status):
+            seen[-1] = item  # keep the last answer of a poll
+        else:
+            seen.append(item)
+    return tuple(seen)
+
+
+async def run_one(name: str, scenario: Scenario, target: Target, community: str) -> Run:
+    log: list[Exchange] = []
+    token = TRANSCRIPT.set(log)
+    try:
+        async with aiohttp.ClientSession() as session:
+            returned = await scenario(target, session)
+        outcome = "ok"
+    except Exception as exc:  # a scenario failing on one server is itself an observation
+        line = traceback.extract_tb(exc.__traceback__)[-1].lineno
+        outcome, returned = f"{type(exc).__name__} at scenarios.py line {line}", {}
+    finally:
+        TRANSCRIPT.reset(token)
+    obs = {k: ("<x>" if k in NORMALISED_OBS_KEYS else v) for k, v in returned.items()}
+    return Run(outcome, scrub(repr(sorted(obs.items())), community), reduce(log, community))
+
+
+def compare_sets(label: str, aspect: str, sandbox: tuple[str, ...], real: tuple[str, ...]) -> str:
+    only_real = sorted(set(real) - set(sandbox))
+    only_sandbox = sorted(set(sandbox) - set(real))
+    return f"{label} {aspect}: real only {only_real}, sandbox only {only_sandbox}"
+
+
+def differences(sandbox: Run, real: Run) -> list[str]:
+    """What the real server answered differently, as stable one-line strings."""
+    out: list[str] = []
+    if sandbox.outcome != real.outcome:
+        out.append(f"outcome: sandbox {sandbox.outcome}, real {real.outcome}")
+    if sandbox.returned != real.returned and sandbox.outcome == real.outcome == "ok":
+        out.append(f"returned: sandbox {sandbox.returned}, real {real.returned}")
+    requests = ([s.request for s in sandbox.seen], [r.request for r in real.seen])
+    if requests[0] != requests[1]:
+        out.append(f"request sequence: sandbox {requests[0]}, real {requests[1]}")
+        return out
+    for s, r in zip(sandbox.seen, real.seen, strict=True):
+        if s.status != r.status:
+            out.append(f"{s.request} status: sandbox {s.status}, real {r.status}")
+            continue  # different answers: their bodies are not comparable
+        label = f"{s.request} [{s.status}]"
+        if s.message != r.message:
+            out.append(f"{label} message: sandbox {s.message!r}, real {r.message!r}")
+        if s.errors != r.errors:
+            out.append(compare_sets(label, "errors", s.errors, r.errors))
+        s_shape, r_shape = dict(s.shape), dict(r.shape)
+        for aspect in sorted(set(s_shape) | set(r_shape)):
+            if s_shape.get(aspect, ()) != r_shape.get(aspect, ()):
+                out.append(compare_sets(label, aspect, s_shape.get(aspect, ()), r_shape[aspect]))
+    return list(dict.fromkeys(out))  # the same difference on repeated calls counts once
+
+
+def is_known(name: str, diff: str) -> bool:
+    return (name, diff) in KNOWN_DIFFERENCES or ("*", diff) in KNOWN_DIFFERENCES
+
+
+@pytest.fixture(scope="module")
+def observed(real_server: RealServer) -> dict[str, tuple[Run, Run]]:
+    """Every scenario once on a fresh sandbox and once on the real server."""
+    real = Target(
+        base_url=real_server.url, token=real_server.token, community=real_server.community
+    )
+    results: dict[str, tuple[Run, Run]] = {}
+
+    async def main() -> None:
+        async with Sandbox(SandboxConfig()) as sb:
+            sandbox = Target(base_url=sb.url, token=sb.token)
+            for name, scenario in all_scenarios():
+                results[name] = (
+                    await run_one(name, scenario, sandbox, sandbox.community),
+                    await run_one(name, scenario, real, real.community),
+                )
+
+    anyio.run(main)
+    return results
+
+
+@pytest.mark.parametrize("name", [n for n, _ in all_scenarios()])
+def test_scenario_matches_real_server(name: str, observed: dict[str, tuple[Run, Run]]) -> None:
+    sandbox, real = observed[name]
+    assert real.outcome == "ok", f"{name} fails on the real server: {real.outcome}"
+    new = [d for d in differences(sandbox, real) if not is_known(name, d)]
+    assert not new, "new sandbox/real differences:\n" + "\n".join(new)
+
+
+def test_every_known_difference_is_still_observed(observed: dict[str, tuple[Run, Run]]) -> None:
+    seen = {(name, d) for name, runs in observed.items() for d in differences(*runs)}
+    seen |= {("*", d) for _, d in seen}
+    stale = [key for key in KNOWN_DIFFERENCES if key not in seen]
+    assert not stale, f"known differences no longer observed (drop them): {stale}"
