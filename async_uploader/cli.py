@@ -247,22 +247,21 @@ async def cmd_upload(args: argparse.Namespace) -> int:
     verbosity = 0 if args.quiet else (2 if args.verbose else 1)
     renderer = make_renderer(verbosity, args.log_interval)
     stop, abort = anyio.Event(), anyio.Event()
-    async with _server_for(args) as (url, token), anyio.create_task_group() as tg:
+    async with _server_for(args) as (url, token):
         config = config_from(args, url, token)
-        config.check()
+        config.check()  # before any task group, so a usage error is not wrapped in a group
         if args.sandbox:
             renderer.line(f"sandbox server at {url} (in this process; it stops when we do)")
-        tg.start_soon(_watch_signals, stop, abort, renderer, config.grace_seconds)
-        result = await upload_records(config, reporter=renderer, stop=stop, abort=abort)
-        tg.cancel_scope.cancel()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_signals, stop, abort, config.grace_seconds)
+            result = await upload_records(config, reporter=renderer, stop=stop, abort=abort)
+            tg.cancel_scope.cancel()
     print(summary(result), flush=True)
     print(f"links file: {config.links_path}", flush=True)
     return result.exit_code
 
 
-async def _watch_signals(
-    stop: anyio.Event, abort: anyio.Event, renderer: object, grace: float
-) -> None:
+async def _watch_signals(stop: anyio.Event, abort: anyio.Event, grace: float) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             name = signal.Signals(signum).name

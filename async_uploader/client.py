@@ -17,6 +17,7 @@ for the pipeline, which first asks the server what happened (see ``pipeline.py``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json as jsonlib
 import random
 import re
@@ -44,6 +45,7 @@ from .retry import decide, is_transient_status, parse_retry_after
 
 BodyFactory = Callable[[], AsyncIterator[bytes]]
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+DENIED_IN_A_ROW = 3  # refused writes in a row after some worked: the token was revoked
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,6 @@ class InvenioClient:
         retry: RetryConfig,
         counters: Counters,
         reporter: Reporter,
-        stall_timeout: float = 120.0,
         rand: Callable[[], float] = random.random,
     ):
         self.session = session
@@ -121,9 +122,9 @@ class InvenioClient:
         self.retry = retry
         self.counters = counters
         self.report = reporter
-        self.stall_timeout = stall_timeout
         self.rand = rand
         self.writes_ok = 0  # a 403 before any write worked means the token is refused
+        self.denied_in_a_row = 0
         self.first_write = anyio.Event()  # the token is proven good: more records may start
 
     # -- transport ------------------------------------------------------------------------
@@ -167,6 +168,7 @@ class InvenioClient:
             if resp.status < 400 or resp.status in accept:
                 if method in WRITE_METHODS and resp.status < 400:
                     self.writes_ok += 1
+                    self.denied_in_a_row = 0
                     self.first_write.set()
                 return resp
             retry_after = parse_retry_after(resp.headers.get("Retry-After"), time.time())
@@ -187,7 +189,7 @@ class InvenioClient:
                 jitter=self.rand(),
             )
             if not (may_resend and decision.retry):
-                raise self._error(resp)
+                raise self.error_for(resp)
             await self._wait_retry(method, url, f"HTTP {resp.status}", attempt, decision.delay)
 
     async def _wait_retry(
@@ -249,9 +251,13 @@ class InvenioClient:
             raise _NoAnswer(reason, connected=connected) from None
         finally:
             if data is not None and hasattr(data, "aclose"):
-                await data.aclose()
+                # aiohttp's body writer may still be inside the generator (it is being
+                # cancelled and will close it itself); then aclose() refuses, harmlessly.
+                with contextlib.suppress(RuntimeError):
+                    await data.aclose()
 
-    def _error(self, resp: Response) -> ApiError:
+    def error_for(self, resp: Response) -> ApiError:
+        """The error for a refused request, with the server's own words."""
         raw = resp.data if isinstance(resp.data, dict) else {}
         message, errors = server_text(raw if "_text" not in raw else None, raw.get("_text", ""))
         text = f"{resp.method} refused" if resp.status < 500 else "server error"
@@ -262,15 +268,18 @@ class InvenioClient:
             server_message=message,
             server_errors=errors,
         )
-        if (
-            resp.status == 403
-            and self.writes_ok == 0
+        denied = (
+            resp.status in (401, 403)
             and resp.method in WRITE_METHODS
-            and (message or "").startswith("Permission denied")
-        ):
+            and (resp.status == 401 or (message or "").startswith("Permission denied"))
+        )
+        self.denied_in_a_row = self.denied_in_a_row + 1 if denied else 0
+        # The token is refused when no write has worked yet, or when writes that used to
+        # work are now refused several times in a row (revoked or expired mid-run).
+        if denied and (self.writes_ok == 0 or self.denied_in_a_row >= DENIED_IN_A_ROW):
             return AuthRefused(
                 "the server refused the token (INVENIO_TOKEN / --token-file): check that it is "
-                "valid, not expired, and belongs to this server",
+                "valid, not expired or revoked, and belongs to this server",
                 **kwargs,
             )
         if is_transient_status(resp.status):

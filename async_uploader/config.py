@@ -102,6 +102,24 @@ class UploadConfig:
             raise ConfigError("--rate must be positive")
         if not self.records_dir.is_dir():
             raise ConfigError(f"records folder {self.records_dir} does not exist")
+        outputs = [("--links-file", self.links_path.parent), ("--state-dir", self.state_path)]
+        if self.report_file is not None:
+            outputs.append(("--report", self.report_file.parent))
+        for option, folder in outputs:
+            if not writable_dir(folder):
+                raise ConfigError(
+                    f"{folder} cannot be written (read-only record folders: "
+                    f"put the outputs elsewhere with {option})"
+                )
+
+
+def writable_dir(folder: Path) -> bool:
+    """Whether files can be made in ``folder`` (or in its nearest existing parent)."""
+    while not folder.exists():
+        if folder.parent == folder:
+            return False
+        folder = folder.parent
+    return folder.is_dir() and os.access(folder, os.W_OK)
 
 
 def is_loopback(host: str) -> bool:

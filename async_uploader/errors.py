@@ -9,7 +9,9 @@
     │   ├── TransientApiError          408/429/5xx/connection/timeouts: retried, budget spent
     │   └── PermanentApiError          other 4xx: the record fails with the server's message
     └── BatchFatal                     stops the whole batch early (exit 3)
-        ├── AuthRefused                token refused on a write (403 before anything worked)
+        ├── AuthRefused                token refused on writes (403 before any write worked,
+        │                              or several in a row: revoked mid-run)
+        ├── CommunityNotFound          the --community slug does not exist on the server
         ├── ServerUnreachable          connection errors outlasted the retry budget
         └── JournalWriteFailed         the journal cannot be written (disk full, read-only)
 
@@ -122,6 +124,10 @@ class BatchFatal(UploaderError):
 
 
 class AuthRefused(PermanentApiError, BatchFatal):
+    pass
+
+
+class CommunityNotFound(PermanentApiError, BatchFatal):
     pass
 
 

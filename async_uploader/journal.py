@@ -13,6 +13,7 @@ as "unknown", never a crash.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -73,9 +74,6 @@ class RecordState:
     def with_file(self, state: FileState) -> RecordState:
         return self.evolve(files={**self.files, state.key: state})
 
-    def without_file(self, key: str) -> RecordState:
-        return self.evolve(files={k: v for k, v in self.files.items() if k != key})
-
     @property
     def done(self) -> bool:
         return self.phase in DONE_PHASES
@@ -97,6 +95,8 @@ class RecordState:
 
 def entry_name(folder: str) -> str:
     """File name for a folder's entry: safe on every file system, reversible enough to read."""
+    if folder.isalnum() and folder.isascii():  # the common case ("0", "run12"): no quoting
+        return folder + ".json"
     return quote(folder, safe="") + ".json"
 
 
@@ -105,15 +105,17 @@ class Journal:
 
     def __init__(self, state_dir: Path):
         self.dir = state_dir
+        _umask()  # read now, on the caller's thread, before saves run in worker threads
 
     def path_for(self, folder: str) -> Path:
         return self.dir / entry_name(folder)
 
     def load(self, folder: str) -> tuple[RecordState | None, str | None]:
         """The entry, or (None, warning) when it is missing or unreadable."""
-        path = self.path_for(folder)
+        path = os.path.join(self.dir, entry_name(folder))  # str paths: this runs per folder
         try:
-            raw = path.read_bytes()
+            with open(path, "rb") as fh:
+                raw = fh.read()
         except FileNotFoundError:
             return None, None
         except OSError as exc:
@@ -132,25 +134,19 @@ class Journal:
         Hazard: callers run this under a shielded cancel scope, so a cancellation never lands
         between the server change and its journal entry.
         """
-        data = json.dumps(state.to_json(), ensure_ascii=False, indent=1).encode()
+        data = json.dumps(state.to_json(), ensure_ascii=False, separators=(",", ":")).encode()
         try:
-            atomic_write(self.path_for(state.folder), data)
+            # No directory fsync per entry: after a power cut a rename may be lost and the
+            # entry read as one step older, which a rerun reconciles with the server anyway.
+            atomic_write(self.path_for(state.folder), data, sync_dir=False)
         except OSError as exc:
             raise JournalWriteFailed(
                 f"cannot write the journal in {self.dir}: {exc.strerror or exc}",
                 folder=state.folder,
             ) from exc
 
-    def folders(self) -> list[str]:
-        """Folders that have an entry (for `status`)."""
-        if not self.dir.is_dir():
-            return []
-        return [
-            p.name for p in self.dir.iterdir() if p.suffix == ".json" and not p.name.startswith(".")
-        ]
 
-
-def atomic_write(target: Path, data: bytes) -> None:
+def atomic_write(target: Path, data: bytes, *, sync_dir: bool = True) -> None:
     """Temp file in the same directory, fsync, rename over the target, fsync the directory."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
@@ -165,11 +161,14 @@ def atomic_write(target: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(target.parent)
+    if sync_dir:
+        _fsync_dir(target.parent)
 
 
+@functools.cache
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process umask, read once (reading it means setting it: not from many threads)."""
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 

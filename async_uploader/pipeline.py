@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import aiohttp
 import anyio
@@ -21,7 +21,7 @@ import anyio
 from .client import InvenioClient
 from .config import USER_AGENT, ShareMode, UploadConfig
 from .discover import RecordFolder, discover
-from .errors import BatchFatal, PermanentApiError, UploaderError
+from .errors import BatchFatal, CommunityNotFound, JournalWriteFailed, UploaderError
 from .events import (
     BatchDone,
     BatchStarted,
@@ -53,8 +53,13 @@ class Run:
     streams: anyio.CapacityLimiter
     states: dict[str, RecordState]  # latest journal state per folder (for the links file)
     claimed: set[str] = field(default_factory=set)  # draft ids some record already owns
+    _title_locks: dict[str, anyio.Lock] = field(default_factory=dict)
     _community: str | None = None
     _community_lock: anyio.Lock = field(default_factory=anyio.Lock)
+
+    def title_lock(self, title: str) -> anyio.Lock:
+        """One lock per title: creates of same-titled folders must not interleave."""
+        return self._title_locks.setdefault(title, anyio.Lock())
 
     def emit(self, event: Event) -> None:
         self.reporter(event)
@@ -84,14 +89,14 @@ class Run:
                     hits = found.obj.get("hits", {}).get("hits", [])
                     match = [h for h in hits if h.get("slug") == slug or h.get("id") == slug]
                     if not match:
-                        raise PermanentApiError(
-                            f"community {slug!r} not found on the server",
+                        raise CommunityNotFound(
+                            f"community {slug!r} not found on the server (check --community)",
                             method="GET",
                             url=resp.url,
                             status=404,
                             server_message=resp.obj.get("message"),
                         )
-                    resp = found.__class__(resp.method, resp.url, 200, match[0], resp.headers)
+                    resp = replace(resp, status=200, data=match[0])
                 self._community = str(resp.obj["id"])
             return self._community
 
@@ -177,23 +182,28 @@ async def upload_records(
         )
         run.claimed.update(s.draft_id for s in prep.states.values() if s.draft_id)
         fatal = await run_all(run, prep, results, stop or anyio.Event(), abort or anyio.Event())
-    interrupted = bool(stop and stop.is_set())
     for record, _, _ in prep.todo:  # whatever did not finish is resumable
         results.setdefault(
             record.folder.name,
             RecordResult(
                 record.folder.name,
                 Outcome.INTERRUPTED if fatal is None else Outcome.FAILED,
-                error=None if fatal is None else f"not started: {fatal.message}",
+                error=None if fatal is None else f"stopped with the batch: {fatal.message}",
             ),
         )
+    interrupted = any(r.outcome is Outcome.INTERRUPTED for r in results.values())
     ordered = tuple(results[f.name] for f in prep.folders)
     batch_result = BatchResult(
         ordered, counters, time.monotonic() - began, interrupted, str(fatal) if fatal else None
     )
     final_states = [run.states[f.name] for f in prep.folders if f.name in run.states]
-    with anyio.CancelScope(shield=True):
-        await anyio.to_thread.run_sync(finish, config, final_states, batch_result)
+    try:
+        with anyio.CancelScope(shield=True):
+            # A closure, not arguments: the worker task's repr would format 10,000 states.
+            await anyio.to_thread.run_sync(lambda: finish(config, final_states, batch_result))
+    except OSError as exc:  # the uploads happened; say so, and why the outputs are missing
+        err = JournalWriteFailed(f"cannot write the links file or report: {exc}")
+        batch_result = replace(batch_result, fatal=batch_result.fatal or str(err))
     reporter(BatchDone(batch_result))
     return batch_result
 
@@ -279,7 +289,6 @@ async def open_client(
             retry=config.retry,
             counters=counters,
             reporter=reporter,
-            stall_timeout=config.stall_timeout,
         )
 
 

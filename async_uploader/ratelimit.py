@@ -72,7 +72,6 @@ class RatePolicy:
         self.window: float | None = None  # learned server window length (seconds)
         self.window_readings: deque[float] = deque(maxlen=5)
         self.server: ServerLimit | None = None
-        self.server_seen_at = 0.0  # monotonic time of the last header reading
         self.left = math.inf  # requests we believe remain until the server's reset
         self.reset_at = 0.0  # monotonic time of the server's reset
         self.recent: deque[float] = deque(maxlen=256)
@@ -105,7 +104,6 @@ class RatePolicy:
     # -- learning -------------------------------------------------------------------------
     def on_headers(self, now: float, wall_now: float, limit: ServerLimit) -> None:
         self.server = limit
-        self.server_seen_at = now
         until_reset = max(0.0, limit.reset_epoch - wall_now)
         self.reset_at = now + until_reset
         self.left = float(limit.remaining)

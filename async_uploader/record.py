@@ -13,17 +13,15 @@ call that creates something is ever sent twice blindly.
 
 from __future__ import annotations
 
-import random
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from .client import Response
+from .config import ShareMode
 from .discover import LocalFile
-from .errors import BatchFatal, TransientApiError, UploaderError, first_error, format_server_errors
+from .errors import UploaderError, first_error, format_server_errors
 from .events import FileDone
 from .journal import (
     CREATING,
@@ -37,17 +35,13 @@ from .journal import (
     utcnow,
 )
 from .plan import Action, RecordPlan, ServerFile, fingerprint, plan_files
+from .reconcile import find_lost_draft, sweep_orphans, unsure
 from .results import FileResult, Outcome, RecordResult
-from .retry import decide
 from .transfer import FileUploader, entries_of, entry_for, local_md5
 
 if TYPE_CHECKING:
     from .pipeline import Run
     from .validate import ValidRecord
-
-T = TypeVar("T")
-INDEX_DELAY = 2.0  # a new draft can take ~1 s to show up in search (contract section 7)
-CREATE_WINDOW = timedelta(minutes=2)  # how far before create_started a found draft may date
 
 
 @dataclass
@@ -57,6 +51,7 @@ class RecordJob:
     state: RecordState
     plan: RecordPlan
     lock: anyio.Lock = field(default_factory=anyio.Lock)
+    fresh_draft: bool = False  # created by this job just now: known to have no files
 
     @property
     def folder(self) -> str:
@@ -65,8 +60,11 @@ class RecordJob:
     async def save(self, **changes: Any) -> None:
         if changes:
             self.state = self.state.evolve(**changes)
-        async with self.lock:
-            await self.run.save(self.state)
+        # Hazard: cancellation. Taking the lock is a cancellation point too, and the server
+        # has already changed: the whole save is shielded.
+        with anyio.CancelScope(shield=True):
+            async with self.lock:
+                await self.run.save(self.state)
 
     # -- the recipe -----------------------------------------------------------------------
     async def execute(self) -> RecordResult:
@@ -78,7 +76,7 @@ class RecordJob:
                 Outcome.PUBLISHED if self.state.phase == PUBLISHED else Outcome.IN_REVIEW
             )
         await self._sync_files(draft)
-        if self.run.config.share.value == "draft-only":
+        if self.run.config.share is ShareMode.DRAFT_ONLY:
             return self._result(Outcome.DRAFT)
         return self._result(await self._share(draft))
 
@@ -98,7 +96,7 @@ class RecordJob:
             self.run.notice(self.folder, f"draft {self.state.draft_id} is gone; starting again")
             self.state = RecordState(folder=self.folder)
         if self.state.phase in (CREATING, UNKNOWN):
-            found = await self._find_lost_draft()
+            found = await find_lost_draft(self)
             if found is not None:
                 return await self._refresh_metadata(found, True)
             if self.state.done:  # the journal was lost, but the record is on the server
@@ -106,7 +104,10 @@ class RecordJob:
         return await self._create()
 
     async def _create(self) -> dict[str, Any]:
+        first_attempt: str | None = None
+
         async def send() -> dict[str, Any]:
+            nonlocal first_attempt
             # Hazard: POST /api/records is not idempotent. Journal the attempt first, so that
             # a kill before the answer leaves a trail to search by.
             await self.save(
@@ -117,8 +118,10 @@ class RecordJob:
                 links=None,
                 files={},
             )
+            first_attempt = first_attempt or self.state.create_started
             draft = (await self.run.client.create_draft(self.record.metadata)).obj
             self.run.claimed.add(str(draft["id"]))
+            self.fresh_draft = True
             await self.save(
                 phase=DRAFT,
                 draft_id=str(draft["id"]),
@@ -135,122 +138,16 @@ class RecordJob:
             return draft
 
         async def settle() -> dict[str, Any] | None:
-            found = await self._find_lost_draft()
+            found = await find_lost_draft(self)
             return None if found is None else await self._refresh_metadata(found, True)
 
-        return await self._unsure(send, settle)
-
-    async def _unsure(
-        self,
-        send: Callable[[], Awaitable[T]],
-        settle: Callable[[], Awaitable[T | None]],
-        min_delay: float = 0.0,
-    ) -> T:
-        """Send a call that is not idempotent; after a failure with no clear answer, ask the
-        server whether it happened (``settle``) before sending it again.
-        """
-        started = anyio.current_time()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await send()
-            except TransientApiError as exc:
-                if isinstance(exc, BatchFatal):
-                    raise
-                settled = await settle()
-                if settled is not None:
-                    return settled
-                decision = decide(
-                    attempt=attempt,
-                    elapsed=anyio.current_time() - started,
-                    status=exc.status,
-                    retry_after=None,
-                    config=self.run.config.retry,
-                    jitter=random.random(),
-                )
-                if not decision.retry:
-                    raise
-                self.run.client.counters.retries += 1
-                self.run.client.counters.by_reason[f"unsure {exc.method}"] += 1
-                await anyio.sleep(max(decision.delay, min_delay))
-
-    async def _find_lost_draft(self) -> dict[str, Any] | None:
-        """Look for this folder's draft among the user's records, by title.
-
-        After a lost create: a draft with our title made since the attempt. After an
-        unreadable journal entry (no time known): any unclaimed draft with our title, or a
-        published record whose files match the folder (then ``None`` is returned and the
-        state says published).
-        """
-        since = _parse_time(self.state.create_started)
-        if since is not None:
-            wait = INDEX_DELAY - (datetime.now().astimezone() - since).total_seconds()
-            if wait > 0:  # give the search index time to see a draft made a moment ago
-                await anyio.sleep(wait)
-        title = self.record.title
-        quoted = title.replace("\\", "\\\\").replace('"', '\\"')
-        resp = await self.run.client.search_user_records(
-            {"q": f'metadata.title:"{quoted}"', "sort": "newest", "size": "50"}
-        )
-        hits = resp.obj.get("hits", {}).get("hits", [])
-        for hit in sorted(hits, key=lambda h: str(h.get("created"))):
-            hit_id = str(hit.get("id"))
-            created = _parse_time(hit.get("created"))
-            if (
-                hit.get("metadata", {}).get("title") != title
-                or hit_id in self.run.claimed
-                or created is None
-                or (since is not None and created < since - CREATE_WINDOW)
-                or (hit.get("is_published") and since is not None)
-            ):
-                continue
-            self.run.claimed.add(hit_id)  # no await since the check: no other task can take it
-            if hit.get("is_published"):
-                if await self._adopt_published(hit):
-                    return None
-                continue
-            draft = await self.run.client.get_draft(hit_id)
-            if draft.status != 200:
-                continue
-            self.run.notice(
-                self.folder,
-                f"found draft {hit_id} on the server (a create whose "
-                "answer was lost, or an unreadable journal); using it",
-            )
-            await self.save(
-                phase=DRAFT,
-                draft_id=hit_id,
-                links=draft.obj.get("links"),
-                fingerprint=fingerprint(self.record),
-            )
-            return draft.obj
-        return None
-
-    async def _adopt_published(self, record: dict[str, Any]) -> bool:
-        """A published record with our title: ours if every file matches the folder's md5."""
-        listing = await self.run.client.list_files(record["links"]["files"])
-        server = {e["key"]: e.get("checksum") for e in entries_of(listing.obj)}
-        local = {f.key: f for f in self.record.folder.files}
-        if set(server) != set(local):
-            return False
-        md5s = {k: await anyio.to_thread.run_sync(local_md5, f.path) for k, f in local.items()}
-        if any(server[k] != f"md5:{md5s[k]}" for k in local):
-            return False
-        files = {k: FileState(k, f.size, f.mtime_ns, md5s[k]) for k, f in local.items()}
-        self.run.notice(
-            self.folder,
-            f"journal was unreadable; record {record['id']} on the "
-            "server matches the folder, so it counts as published",
-        )
-        await self.save(
-            draft_id=str(record["id"]),
-            links=record.get("links"),
-            files=files,
-            fingerprint=fingerprint(self.record),
-        )
-        await self._mark_published(record)
-        return True
+        # Folders with the same title create one at a time: a lost-draft search must never
+        # pick up a sibling's draft before the sibling has claimed it.
+        async with self.run.title_lock(self.record.title):
+            draft = await unsure(self, send, settle)
+            if first_attempt != self.state.create_started:  # the create was sent again
+                await sweep_orphans(self, first_attempt)
+        return draft
 
     async def _refresh_metadata(self, draft: dict[str, Any], changed: bool) -> dict[str, Any]:
         if not changed:
@@ -265,7 +162,7 @@ class RecordJob:
         files_url = draft["links"]["files"]
         local = {f.key: f for f in self.record.folder.files}
         listing: dict[str, Any] = {}
-        if draft.get("files", {}).get("count", 1) or self.state.files:
+        if not self.fresh_draft:  # a reused or found draft may hold entries of any state
             listing = (await self.run.client.list_files(files_url)).obj
         server = {
             e["key"]: ServerFile(e["key"], e.get("status", ""), e.get("checksum"))
@@ -320,7 +217,7 @@ class RecordJob:
             missing[:] = [f for f in missing if f.key not in present]
             return None if missing else listing
 
-        resp = await self._unsure(send, settle)
+        resp = await unsure(self, send, settle)
         return {f.key: entry_for(resp, f.key, self.folder) for f in files}
 
     async def _reinit(self, files_url: str, file: LocalFile) -> dict[str, Any]:
@@ -338,8 +235,14 @@ class RecordJob:
     # -- 3. share -------------------------------------------------------------------------
     async def _share(self, draft: dict[str, Any]) -> Outcome:
         draft_id = str(draft["id"])
-        community = self.run.config.share.value == "community"
+        community = self.run.config.share is ShareMode.COMMUNITY
         if community:
+            review = await self._review_status(draft_id)
+            if review == "submitted":  # an earlier run submitted it; the curators decide
+                await self.save(phase=IN_REVIEW)
+                return Outcome.IN_REVIEW
+            if review == "accepted" and await self._confirm_published():
+                return Outcome.PUBLISHED
             cid = await self.run.community_id()
             await self.run.client.put_review(draft["links"]["review"], cid)
 
@@ -347,7 +250,7 @@ class RecordJob:
             await self.save(phase=SHARING, fingerprint=fingerprint(self.record))
             if not community:
                 resp = await self.run.client.publish(draft["links"]["publish"])
-                return await self._mark_published(resp.obj)
+                return await self.mark_published(resp.obj)
             resp = await self.run.client.submit_review(draft_id)
             if resp.obj.get("status") == "accepted" and await self._confirm_published():
                 return Outcome.PUBLISHED
@@ -358,14 +261,15 @@ class RecordJob:
             # Hazard: the share may have happened with its answer lost: ask the server.
             if await self._confirm_published():
                 return Outcome.PUBLISHED
-            if community and await self._in_review(draft_id):
+            if community and await self._review_status(draft_id) == "submitted":
+                await self.save(phase=IN_REVIEW)
                 return Outcome.IN_REVIEW
             return None
 
         try:
             # A publish 500 right after a commit is a known race (invenio-rdm-records #809):
             # back off at least a second before the next try.
-            return await self._unsure(send, settle, min_delay=1.0)
+            return await unsure(self, send, settle, min_delay=1.0)
         except UploaderError:
             await self.save(phase=DRAFT)
             raise
@@ -376,34 +280,22 @@ class RecordJob:
         resp = await self.run.client.get_record(self.state.draft_id)
         if resp.status != 200:
             return False
-        await self._mark_published(resp.obj)
+        await self.mark_published(resp.obj)
         return True
 
-    async def _mark_published(self, record: dict[str, Any]) -> Outcome:
+    async def mark_published(self, record: dict[str, Any]) -> Outcome:
         links = record.get("links", {})
         url = links.get("self_html") or links.get("record_html") or links.get("html")
         await self.save(phase=PUBLISHED, record_url=url, last_error=None)
         return Outcome.PUBLISHED
 
-    async def _in_review(self, draft_id: str) -> bool:
+    async def _review_status(self, draft_id: str) -> str | None:
+        """The draft's review request status ("created", "submitted", ...), or None."""
         resp = await self.run.client.request(
             "GET", self.run.client.url("records", draft_id, "draft", "review"), accept=(404,)
         )
-        if resp.status == 200 and resp.obj.get("status") == "submitted":
-            await self.save(phase=IN_REVIEW)
-            return True
-        return False
+        return resp.obj.get("status") if resp.status == 200 else None
 
 
 def _state_from_server(f: LocalFile, entry: dict[str, Any]) -> FileState:
     return FileState(f.key, f.size, f.mtime_ns, str(entry.get("checksum", ""))[4:])
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.astimezone()

@@ -39,7 +39,6 @@ class RecordResult:
     files: tuple[FileResult, ...] = ()
     error: str | None = None
     server_message: str | None = None
-    retries: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,7 +49,6 @@ class RecordResult:
             "files": [{"key": f.key, "size": f.size, "md5": f.md5} for f in self.files],
             "error": self.error,
             "server_message": self.server_message,
-            "retries": self.retries,
         }
 
 

@@ -48,6 +48,7 @@ def file_json(
         "created": entry.created,
         "updated": entry.updated,
         "metadata": entry.metadata,
+        "access": {"hidden": False},
         "transfer": {"type": entry.transfer_type},
     }
     if entry.committed:
@@ -61,22 +62,27 @@ def file_json(
             version_id=entry.version_id,
             bucket_id=bucket_id,
         )
-    elif entry.blob is not None:
-        out.update(
-            size=entry.blob.size,
-            checksum=f"md5:{entry.blob.md5}" if entry.blob.md5 else None,
-            mimetype=mimetype(entry.key),
-        )
-    else:
+    elif entry.blob is None:  # InvenioRDM 14 shows nothing of received content before commit
         if entry.declared_size is not None:
             out["size"] = entry.declared_size
         if entry.declared_checksum is not None:
             out["checksum"] = entry.declared_checksum
     if entry.transfer_type == "M":
         out["transfer"].update(parts=entry.parts, part_size=entry.part_size)
+        if not entry.committed:  # multipart pre-allocates the object at init
+            out.update(
+                mimetype=mimetype(entry.key),
+                version_id=entry.version_id,
+                file_id=entry.file_id,
+                bucket_id=bucket_id,
+                checksum=None,
+                storage_class="L",
+            )
     if links:
         self_url = f"{files_url}/{qkey(entry.key)}"
-        out_links: dict[str, Any] = {"self": self_url, "commit": f"{self_url}/commit"}
+        out_links: dict[str, Any] = {"self": self_url}
+        if "/draft/" in files_url:  # a published record's files cannot be committed
+            out_links["commit"] = f"{self_url}/commit"
         if entry.transfer_type == "M" and not entry.committed:
             expires = (dt.datetime.now(dt.UTC) + dt.timedelta(days=14)).isoformat()
             out_links["parts"] = [
@@ -114,6 +120,22 @@ def _files_section(base: str, files_url: str, snap: Snapshot) -> dict[str, Any]:
     }
 
 
+def _access_links(api: str) -> dict[str, str]:
+    return {
+        "access_users": f"{api}/access/users",
+        "access_groups": f"{api}/access/groups",
+        "access_request": f"{api}/access/request",
+        "access": f"{api}/access",
+    }
+
+
+def _published_only_links(api: str) -> dict[str, str]:
+    return {
+        "request_deletion": f"{api}/request-deletion",
+        "file_modification": f"{api}/file-modification",
+    }
+
+
 def draft_links(base: str, rec: Record) -> dict[str, Any]:
     api = f"{base}/api/records/{rec.id}"
     links = {
@@ -121,7 +143,9 @@ def draft_links(base: str, rec: Record) -> dict[str, Any]:
         "self_html": f"{base}/uploads/{rec.id}",
         "preview_html": f"{base}/records/{rec.id}?preview=1",
         "files": f"{api}/draft/files",
+        "media_files": f"{api}/draft/media-files",
         "archive": f"{api}/draft/files-archive",
+        "archive_media": f"{api}/draft/media-files-archive",
         "publish": f"{api}/draft/actions/publish",
         "record": api,
         "record_html": f"{base}/records/{rec.id}",
@@ -130,12 +154,16 @@ def draft_links(base: str, rec: Record) -> dict[str, Any]:
         "reserve_doi": f"{api}/draft/pids/doi",
         "access_links": f"{api}/access/links",
         "access_grants": f"{api}/access/grants",
+        **_access_links(api),
         "communities": f"{api}/communities",
         "communities-suggestions": f"{api}/communities-suggestions",
+        "quota_increase": f"{api}/quota-increase",
         "requests": f"{api}/requests",
         "self_iiif_manifest": f"{base}/api/iiif/draft:{rec.id}/manifest",
         "self_iiif_sequence": f"{base}/api/iiif/draft:{rec.id}/sequence/default",
     }
+    if rec.published is not None:  # the edit draft of a published record
+        links.update(_published_only_links(api))
     if rec.review is not None:
         links["submit-review"] = f"{api}/draft/actions/submit-review"
     return links
@@ -146,15 +174,25 @@ def record_links(base: str, rec: Record, snap: Snapshot) -> dict[str, Any]:
     links = {
         "self": api,
         "self_html": f"{base}/records/{rec.id}",
+        "preview_html": f"{base}/records/{rec.id}?preview=1",
+        "reserve_doi": f"{api}/draft/pids/doi",
+        "self_iiif_manifest": f"{base}/api/iiif/record:{rec.id}/manifest",
+        "self_iiif_sequence": f"{base}/api/iiif/record:{rec.id}/sequence/default",
         "files": f"{api}/files",
+        "media_files": f"{api}/media-files",
         "archive": f"{api}/files-archive",
+        "archive_media": f"{api}/media-files-archive",
         "latest": f"{api}/versions/latest",
         "latest_html": f"{base}/records/{rec.id}/latest",
         "draft": f"{api}/draft",
         "versions": f"{api}/versions",
         "access_links": f"{api}/access/links",
         "access_grants": f"{api}/access/grants",
+        **_access_links(api),
         "communities": f"{api}/communities",
+        "communities-suggestions": f"{api}/communities-suggestions",
+        **_published_only_links(api),
+        "quota_increase": f"{api}/quota-increase",
         "requests": f"{api}/requests",
         "parent": f"{base}/api/records/{rec.parent.id}",
         "parent_html": f"{base}/records/{rec.parent.id}",
@@ -179,7 +217,7 @@ def record_json(store: Store, base: str, rec: Record, *, draft: bool) -> dict[st
     communities: dict[str, Any] = {}
     if rec.parent.communities:
         communities = {"default": rec.parent.communities[0], "ids": list(rec.parent.communities)}
-    return {
+    out: dict[str, Any] = {
         "id": rec.id,
         "is_draft": draft,
         "is_published": published,
@@ -205,16 +243,25 @@ def record_json(store: Store, base: str, rec: Record, *, draft: bool) -> dict[st
         "pids": snap.pids,
         "links": draft_links(base, rec) if draft else record_links(base, rec, snap),
     }
+    if draft:
+        out["expires_at"] = rec.created.replace("T", " ")  # str(datetime), as the real server
+    else:
+        out["deletion_status"] = {"is_deleted": False, "status": "P"}
+        counts = dict.fromkeys(("views", "unique_views", "downloads", "unique_downloads"), 0)
+        counts["data_volume"] = 0.0
+        out["stats"] = {"this_version": counts, "all_versions": dict(counts)}
+    return out
 
 
-def request_json(base: str, req: Request) -> dict[str, Any]:
+def request_json(base: str, req: Request, *, next_html: str | None = None) -> dict[str, Any]:
+    """``next_html``: where the UI goes after an action (the submit-review answer has it)."""
     api = f"{base}/api/requests/{req.id}"
     actions: dict[str, str] = {}
     if req.status == "submitted":
         actions = {a: f"{api}/actions/{a}" for a in ("accept", "cancel", "decline")}
     elif req.status == "created":
         actions = {"submit": f"{base}/api/records/{req.record_id}/draft/actions/submit-review"}
-    return {
+    out: dict[str, Any] = {
         "id": req.id,
         "number": str(req.number),
         "type": req.type,
@@ -229,14 +276,24 @@ def request_json(base: str, req: Request) -> dict[str, Any]:
         "created_by": {"user": req.created_by},
         "receiver": {"community": req.community_id},
         "topic": {"record": req.record_id},
+        "revision_id": 2,
+        "files": {"enabled": True},
+        "last_activity_at": req.updated,
+        "last_reply": None,
         "links": {
             "self": api,
             "self_html": f"{base}/me/requests/{req.id}",
             "comments": f"{api}/comments",
             "timeline": f"{api}/timeline",
+            "timeline_focused": f"{api}/timeline_focused",
+            "lock": f"{api}/lock",
+            "unlock": f"{api}/unlock",
             "actions": actions,
         },
     }
+    if next_html is not None:
+        out["links"]["next_html"] = next_html
+    return out
 
 
 def community_json(base: str, comm: Community) -> dict[str, Any]:
@@ -248,6 +305,9 @@ def community_json(base: str, comm: Community) -> dict[str, Any]:
         "updated": comm.created,
         "revision_id": 1,
         "metadata": {"title": comm.title},
+        "custom_fields": {},
+        "children": {"allow": False},
+        "deletion_status": {"is_deleted": False, "status": "P"},
         "access": {
             "visibility": comm.visibility,
             "member_policy": "open",
@@ -257,7 +317,15 @@ def community_json(base: str, comm: Community) -> dict[str, Any]:
         "links": {
             "self": api,
             "self_html": f"{base}/communities/{comm.slug}",
+            "settings_html": f"{base}/communities/{comm.slug}/settings",
+            "logo": f"{api}/logo",
+            "rename": f"{api}/rename",
             "records": f"{api}/records",
             "members": f"{api}/members",
+            "public_members": f"{api}/members/public",
+            "invitations": f"{api}/invitations",
+            "requests": f"{api}/requests",
+            "collection_trees": f"{api}/collection-trees",
+            "membership_requests": f"{api}/membership-requests",
         },
     }

@@ -146,6 +146,9 @@ def strict_check(st: SandboxState, snap: Snapshot) -> None:
 @route("POST", "/api/records/{id}/draft/actions/publish", "publish")
 async def publish(request: web.Request) -> web.Response:
     st = state(request)
+    published = st.store.records.get(request.match_info["id"])
+    if published is not None and published.draft is None:
+        raise ApiFailure(404, "Not found.")  # v14: the pid is registered, no draft row
     rec, snap = _draft_or_404(st, request.match_info["id"])
     st.require_user(request)
     if st.profile.community_required and not rec.parent.communities:
@@ -270,6 +273,7 @@ def _search(
             },
             "aggregations": {},
             "sortBy": sort,
+            "page": page,
             "links": links,
         }
     )

@@ -175,7 +175,9 @@ async def submit_review(request: web.Request) -> web.Response:
     req.status, req.updated = "submitted", now_iso()
     if direct:
         _accept(st, rec, req)
-    return jresp(request_json(base(request), req), 202)
+    b = base(request)
+    after = f"{b}/records/{rec.id}" if req.status == "accepted" else f"{b}/me/requests/{req.id}"
+    return jresp(request_json(b, req, next_html=after), 202)
 
 
 @route("GET", "/api/requests/{rid}", "request_get")
@@ -245,13 +247,18 @@ async def access_links_create(request: web.Request) -> web.Response:
         token=secrets.token_urlsafe(32),
     )
     rec.parent.links.append(link)
-    return jresp(link.__dict__.copy(), 201)
+    return jresp(_link_json(link), 201)
+
+
+def _link_json(link: AccessLink) -> dict[str, Any]:
+    """InvenioRDM leaves ``expires_at`` out of a link that never expires."""
+    return {k: v for k, v in link.__dict__.items() if k != "expires_at" or v is not None}
 
 
 @route("GET", "/api/records/{id}/access/links", "access_links")
 async def access_links_list(request: web.Request) -> web.Response:
     rec = _any_rec(state(request), request)
-    hits = [link.__dict__.copy() for link in rec.parent.links]
+    hits = [_link_json(link) for link in rec.parent.links]
     return jresp({"hits": {"hits": hits, "total": len(hits)}})
 
 

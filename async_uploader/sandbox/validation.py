@@ -180,6 +180,35 @@ def _clean_creator(raw: Any, path: str, errors: list[dict[str, Any]]) -> dict[st
     return creator
 
 
+# The fields of invenio-rdm-records 14's MetadataSchema; any other key is "Unknown field.".
+METADATA_FIELDS = frozenset(
+    [
+        "additional_descriptions",
+        "additional_titles",
+        "contributors",
+        "copyright",
+        "creators",
+        "dates",
+        "description",
+        "formats",
+        "funding",
+        "identifiers",
+        "languages",
+        "locations",
+        "publication_date",
+        "publisher",
+        "references",
+        "related_identifiers",
+        "resource_type",
+        "rights",
+        "sizes",
+        "subjects",
+        "title",
+        "version",
+    ]
+)
+
+
 def clean_metadata(raw: Any, profile: Profile, errors: list[dict[str, Any]]) -> dict[str, Any]:
     """Soft-validate ``metadata``; invalid values are dropped and reported."""
     if not isinstance(raw, dict):
@@ -187,7 +216,10 @@ def clean_metadata(raw: Any, profile: Profile, errors: list[dict[str, Any]]) -> 
             _err(errors, "metadata", "Invalid input type.")
         raw = {}
     _check_vocabularies(raw)
-    meta = copy.deepcopy(raw)  # unknown keys inside metadata are kept (observed on v14)
+    meta = copy.deepcopy(raw)
+    for key in sorted(set(meta) - METADATA_FIELDS):  # v14: a soft error, the key is dropped
+        del meta[key]
+        _err(errors, f"metadata.{key}", "Unknown field.")
     if profile.drop_version:
         meta.pop("version", None)
     rtype = meta.get("resource_type")

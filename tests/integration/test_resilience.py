@@ -166,3 +166,32 @@ def test_unreachable_server_is_fatal(make_records: RecordFactory) -> None:
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "cannot connect" in proc.stdout
     assert "Stopped early" in proc.stdout
+
+
+def test_token_revoked_mid_run_stops_the_batch(make_records: RecordFactory) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from async_uploader.sandbox import Sandbox, SandboxConfig
+    from tests.conftest import ROOT
+
+    root = make_records(60)
+    with Sandbox.in_thread(SandboxConfig(latency_ms=20)) as sb:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "async_uploader", "upload", str(root), "--url", sb.url],
+            cwd=ROOT,
+            env={"INVENIO_TOKEN": sb.token, "PATH": "/usr/bin:/bin"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and sb.stats()["published"] < 5:
+            time.sleep(0.02)
+        sb.set_token_valid(False)
+        out, err = proc.communicate(timeout=120)
+        published = sb.stats()["published"]
+    assert proc.returncode == 3, out + err
+    assert "revoked" in out
+    assert 5 <= published < 60

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.conftest import ROOT, RecordFactory, run_cli
 
@@ -135,13 +138,44 @@ def test_second_sigint_stops_at_once_and_rerun_completes(make_records: RecordFac
         assert len(sb.records()) == 4 and all(r["is_published"] for r in sb.records())
 
 
-def test_unwritable_journal_is_fatal(
+def test_unwritable_state_dir_is_a_usage_error(
     sandbox_thread: Any, make_records: RecordFactory, tmp_path: Path
 ) -> None:
     root = make_records(3)
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
     proc = upload(sandbox_thread, root, "--state-dir", str(blocker / "state"))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "--state-dir" in proc.stderr
+    assert sandbox_thread.stats()["requests_total"] == 0  # nothing was sent
+
+
+def test_journal_disk_full_mid_run_is_fatal(
+    sandbox_thread: Any, make_records: RecordFactory, tmp_path: Path
+) -> None:
+    """The state dir on a tiny file system that fills up during the batch: exit 3, at once."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) to mount a private tmpfs")
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a mount namespace here: {probe.stderr.decode().strip()}")
+    root = make_records(40)
+    state = tmp_path / "state"
+    state.mkdir()
+    script = (
+        f"mount -t tmpfs -o size=40k tmpfs {state} && exec {sys.executable} -m "
+        f"async_uploader upload {root} --url {sandbox_thread.url} --state-dir {state}"
+    )
+    proc = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={"INVENIO_TOKEN": sandbox_thread.token, "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "cannot write the journal" in proc.stdout
-    assert sandbox_thread.stats()["write_requests"] == 0  # it stopped before the first create
+    published = [r for r in sandbox_thread.records() if r["is_published"]]
+    assert 0 < len(published) < 40  # it stopped part-way instead of failing every record

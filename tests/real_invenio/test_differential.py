@@ -27,9 +27,29 @@ from tests.real_invenio.real_invenio_env import RealServer
 pytestmark = pytest.mark.real_invenio
 
 # (scenario or "*", difference as printed by `differences`) -> why it is accepted.
-KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {}
+KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {
+    (
+        "anonymous_refused",
+        "GET /api/records?size [200] links: real only ['next'], sandbox only []",
+    ): "state, not fidelity: the real server holds hundreds of public records from earlier "
+    "runs, a fresh sandbox one; both give links.next exactly when another page exists",
+    (
+        "short_body_keeps_entry_pending",
+        "returned: sandbox [('answered', False)], real [('answered', True)]",
+    ): "aiohttp's server drops a request whose body ends early without answering, Werkzeug "
+    "answers 400 'File is smaller than expected.'; either way the entry stays pending without "
+    "content (asserted by the scenario), and the uploader treats both as a failed PUT",
+    (
+        "content_type_with_charset",
+        "POST /api/records [415] message: sandbox \"Invalid 'Content-Type' header. Expected one "
+        "of: application/json\", real 'Invalid \\'Content-Type\\' header. Expected one of: "
+        'application/json, application/ld+json;profile="https://w3id.org/ro/crate/1.1"\'',
+    ): "deliberate: the sandbox does not accept RO-Crate (ld+json) bodies, so it does not "
+    "advertise them; same status, and the uploader always sends plain application/json",
+}
 
-RECORD_ID = re.compile(r"\b[a-z0-9]{5}-[a-z0-9]{5}\b")
+RECORD_ID = re.compile(r"(?<![a-z0-9])[a-z0-9]{5}-[a-z0-9]{5}")
+REVISION = re.compile(r"\(\d+\)")  # "Revision id provided(55) ...": opaque counters
 UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 # Values that differ between servers by nature (ids, dates) and would hide real differences.
 NORMALISED_OBS_KEYS = {"id"}
@@ -56,8 +76,9 @@ class Run:
 
 
 def scrub(text: str, community: str) -> str:
-    text = RECORD_ID.sub("<id>", UUID.sub("<uuid>", text))
-    return text.replace(community, "<community>") if community else text
+    """Ids, the community slug and revision counters out (the slug first: it has dashes)."""
+    text = text.replace(community, "<community>") if community else text
+    return REVISION.sub("(<n>)", RECORD_ID.sub("<id>", UUID.sub("<uuid>", text)))
 
 
 def request_label(ex: Exchange, community: str) -> str:
