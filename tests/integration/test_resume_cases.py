@@ -163,7 +163,7 @@ def test_journal_disk_full_mid_run_is_fatal(
     state = tmp_path / "state"
     state.mkdir()
     script = (
-        f"mount -t tmpfs -o size=40k tmpfs {state} && exec {sys.executable} -m "
+        f"mount -t tmpfs -o size=100k tmpfs {state} && exec {sys.executable} -m "
         f"async_uploader upload {root} --url {sandbox_thread.url} --state-dir {state}"
     )
     proc = subprocess.run(
