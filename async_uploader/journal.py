@@ -17,7 +17,7 @@ import functools
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -79,9 +79,14 @@ class RecordState:
         return self.phase in DONE_PHASES
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        # Shallow on purpose (not dataclasses.asdict, which deep-copies): this runs on the
+        # event loop for every journal write, and json.dumps only reads the values.
+        data = {name: getattr(self, name) for name in _FIELDS}
         data["version"] = VERSION
-        data["files"] = [asdict(f) for f in self.files.values()]
+        data["files"] = [
+            {"key": f.key, "size": f.size, "mtime_ns": f.mtime_ns, "md5": f.md5}
+            for f in self.files.values()
+        ]
         return data
 
     @classmethod
@@ -91,6 +96,9 @@ class RecordState:
         files = {f["key"]: FileState(**f) for f in data.pop("files", [])}
         data.pop("version")
         return cls(files=files, **data)
+
+
+_FIELDS = tuple(f.name for f in fields(RecordState))
 
 
 def entry_name(folder: str) -> str:
@@ -129,20 +137,28 @@ class Journal:
         return state, None
 
     def save(self, state: RecordState) -> None:
-        """Atomic write (see ``atomic_write``).
+        """Atomic write (see ``atomic_write``)."""
+        self.write(state.folder, self.encode(state))
+
+    @staticmethod
+    def encode(state: RecordState) -> bytes:
+        return json.dumps(state.to_json(), ensure_ascii=False, separators=(",", ":")).encode()
+
+    def write(self, folder: str, data: bytes) -> None:
+        """Write an encoded entry: only system calls, so a worker thread running it does not
+        hold the GIL against the event loop.
 
         Hazard: callers run this under a shielded cancel scope, so a cancellation never lands
         between the server change and its journal entry.
         """
-        data = json.dumps(state.to_json(), ensure_ascii=False, separators=(",", ":")).encode()
         try:
             # No directory fsync per entry: after a power cut a rename may be lost and the
             # entry read as one step older, which a rerun reconciles with the server anyway.
-            atomic_write(self.path_for(state.folder), data, sync_dir=False)
+            atomic_write(self.path_for(folder), data, sync_dir=False)
         except OSError as exc:
             raise JournalWriteFailed(
                 f"cannot write the journal in {self.dir}: {exc.strerror or exc}",
-                folder=state.folder,
+                folder=folder,
             ) from exc
 
 

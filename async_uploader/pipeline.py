@@ -74,8 +74,9 @@ class Run:
     async def save(self, state: RecordState) -> None:
         # Hazard: cancellation. The server already changed; the journal must say so even
         # if the batch is being cancelled, so the write is shielded.
+        data = self.journal.encode(state)  # on the loop: the thread then only makes syscalls
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(self.journal.save, state)
+            await anyio.to_thread.run_sync(self.journal.write, state.folder, data)
         self.states[state.folder] = state
 
     async def community_id(self) -> str:

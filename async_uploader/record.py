@@ -39,6 +39,8 @@ from .reconcile import find_lost_draft, sweep_orphans, unsure
 from .results import FileResult, Outcome, RecordResult
 from .transfer import FileUploader, entries_of, entry_for, local_md5
 
+JOURNAL_AT_ONCE_BYTES = 16 * 1024 * 1024
+
 if TYPE_CHECKING:
     from .pipeline import Run
     from .validate import ValidRecord
@@ -201,6 +203,8 @@ class RecordJob:
                         tg.start_soon(self._upload_one, uploader, local[key], entries[key])
             except BaseExceptionGroup as group:
                 raise first_error(group) from None
+            finally:
+                await self.save()  # the small files committed so far (see _upload_one)
 
     async def _init_files(self, files_url: str, files: list[LocalFile]) -> dict[str, Any]:
         missing = list(files)
@@ -229,7 +233,11 @@ class RecordJob:
         async with self.run.streams:
             state = await uploader.upload(file, entry)
         self.state = self.state.with_file(state)
-        await self.save()
+        # A large committed file is journaled at once: re-checking it after a kill would mean
+        # reading it all again. Small ones are journaled together when the uploads end (after
+        # a kill, their local md5 is cheap to recompute and compare with the server's).
+        if file.size >= JOURNAL_AT_ONCE_BYTES:
+            await self.save()
         self.run.emit(FileDone(self.folder, file.key, file.size, state.md5))
 
     # -- 3. share -------------------------------------------------------------------------
