@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     share.add_argument("--draft-only", action="store_true", help="stop before publishing")
     up.add_argument("--report", type=Path, metavar="FILE", help="write a JSON report here")
     up.add_argument("--records-in-flight", type=int, default=8)
-    up.add_argument("--file-streams", type=int, default=4)
+    up.add_argument("--file-streams", type=int, default=8)
     up.add_argument("--chunk-size", type=int, default=1024, metavar="KiB")
     up.add_argument(
         "--rate",
@@ -184,7 +184,7 @@ def config_from(args: argparse.Namespace, url: str, token: str) -> UploadConfig:
         share=share,
         community=getattr(args, "community", None),
         records_in_flight=getattr(args, "records_in_flight", 8),
-        file_streams=getattr(args, "file_streams", 4),
+        file_streams=getattr(args, "file_streams", 8),
         chunk_size=getattr(args, "chunk_size", 1024) * 1024,
         rate=getattr(args, "rate", None),
         burst=getattr(args, "burst", 10),

@@ -2,7 +2,7 @@
 
 Memory math: at most ``file_streams`` uploads are in flight, each holding one ``chunk_size``
 buffer (plus aiohttp's socket buffer), so peak payload memory is about
-``file_streams * chunk_size`` (4 x 1 MiB by default), whatever the file sizes.
+``file_streams * chunk_size`` (8 x 1 MiB by default), whatever the file sizes.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class UploadConfig:
     share: ShareMode = ShareMode.PUBLISH
     community: str | None = None  # slug or UUID, with ShareMode.COMMUNITY
     records_in_flight: int = 8
-    file_streams: int = 4
+    file_streams: int = 8
     chunk_size: int = 1024 * 1024
     rate: float | None = None  # requests/second; None = learn the server's limit from headers
     burst: int = 10

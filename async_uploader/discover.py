@@ -24,7 +24,7 @@ import errno
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from functools import lru_cache
 from pathlib import Path
@@ -80,6 +80,7 @@ class RecordFolder:
     metadata_path: Path
     files: tuple[LocalFile, ...]  # sorted by key; never includes the top record_metadata.json
     problems: tuple[Problem, ...] = ()
+    metadata_stamp: tuple[int, int] = (0, 0)  # size and mtime_ns of record_metadata.json
 
 
 class _Pattern:
@@ -269,7 +270,7 @@ def discover(
         try:
             if not entry.is_dir():  # follows a symlinked record folder on purpose
                 continue
-            os.lstat(os.path.join(entry.path, METADATA_FILE))
+            meta = os.lstat(os.path.join(entry.path, METADATA_FILE))
         except (FileNotFoundError, NotADirectoryError):
             continue
         except OSError as exc:
@@ -290,5 +291,6 @@ def discover(
                 )
             )
             continue
-        records.append(_Walker(entry.name, root_p / entry.name, keep).run())
+        folder = _Walker(entry.name, root_p / entry.name, keep).run()
+        records.append(replace(folder, metadata_stamp=(meta.st_size, meta.st_mtime_ns)))
     return records

@@ -15,8 +15,12 @@ A = LocalFile("a.dat", Path("/r/a.dat"), 10, 111)
 B = LocalFile("raw/b.dat", Path("/r/raw/b.dat"), 20, 222)
 
 
-def record(meta_sha: str = "m1", files: tuple[LocalFile, ...] = (A, B)) -> ValidRecord:
-    folder = RecordFolder("7", Path("/r"), Path("/r/record_metadata.json"), files)
+def record(
+    meta_sha: str = "m1", files: tuple[LocalFile, ...] = (A, B), stamp: tuple[int, int] = (300, 42)
+) -> ValidRecord:
+    folder = RecordFolder(
+        "7", Path("/r"), Path("/r/record_metadata.json"), files, metadata_stamp=stamp
+    )
     return ValidRecord(
         folder=folder, metadata={"metadata": {"title": "Run seven"}}, metadata_sha256=meta_sha
     )
@@ -69,7 +73,8 @@ def test_plan_record(state: RecordState | None, action: Action, metadata_changed
 
 def test_fingerprint_sees_metadata_and_file_changes() -> None:
     touched = LocalFile(A.key, A.path, A.size, A.mtime_ns + 1)
-    assert fingerprint(record("m2")) != FP
+    assert fingerprint(record(stamp=(300, 43))) != FP  # metadata touched or edited
+    assert fingerprint(record(stamp=(301, 42))) != FP
     assert fingerprint(record(files=(touched, B))) != FP
     assert fingerprint(record(files=(A,))) != FP
     assert fingerprint(record()) == FP
