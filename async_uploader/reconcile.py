@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .record import RecordJob
 
 T = TypeVar("T")
-INDEX_WAITS = (2.0, 4.0, 8.0)  # a new draft can take ~1 s (more under load) to be searchable
+INDEX_WAITS = (1.5, 4.0)  # a new draft takes ~1 s (an index refresh) to be searchable
 CREATE_WINDOW = timedelta(minutes=2)  # how far before the attempt a found draft may date
 
 

@@ -1,6 +1,6 @@
 """Benchmark 5: records per second against ``records_in_flight``, at a fixed latency.
 
-Two series: ``file_streams`` left at the default (4, a batch-wide cap on concurrent file
+Two series: ``file_streams`` left at its default (a batch-wide cap on concurrent file
 transfers) and ``file_streams`` = ``records_in_flight`` (the cap out of the way), against
 the ideal records_in_flight / (requests per record x latency).
 """

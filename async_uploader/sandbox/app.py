@@ -66,7 +66,11 @@ async def _run_handler(request: web.Request, handler: Handler) -> web.StreamResp
         if exc.status == 405:
             return ApiFailure(405, "The method is not allowed for the requested URL.").response()
         raise
-    except (ConnectionError, asyncio.CancelledError):
+    except ConnectionError:
+        # The client went away mid-request (killed, or gave up): nobody is left to answer,
+        # and it is not a server error worth a traceback in the log.
+        return web.Response(status=400, text="client disconnected")
+    except asyncio.CancelledError:
         raise
     except Exception:
         log.exception("sandbox handler failed")
