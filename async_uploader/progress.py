@@ -185,6 +185,8 @@ def summary(result: BatchResult) -> str:
     c = result.counters
     lines = ["", "Summary", "-------"]
     lines += [f"  {name:<12} {n:>6}" for name, n in rows]
+    if result.count(Outcome.SKIPPED):
+        lines.append("  (skipped: done in an earlier run, according to the journal)")
     lines.append(f"  {'bytes sent':<12} {human_bytes(c.bytes_sent):>10}")
     lines.append(f"  {'time':<12} {result.seconds:>9.1f} s")
     lines.append(
