@@ -98,7 +98,8 @@ class RecordJob:
             self.run.notice(self.folder, f"draft {self.state.draft_id} is gone; starting again")
             self.state = RecordState(folder=self.folder)
         if self.state.phase in (CREATING, UNKNOWN):
-            found = await find_lost_draft(self)
+            async with self.run.title_lock(self.record.title):  # see _create
+                found = await find_lost_draft(self)
             if found is not None:
                 return await self._refresh_metadata(found, True)
             if self.state.done:  # the journal was lost, but the record is on the server

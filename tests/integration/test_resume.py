@@ -147,3 +147,31 @@ def test_sigterm_during_large_upload_exits_75_then_resumes(make_records: RecordF
         assert final.returncode == 0, final.stdout + final.stderr
         pubs = [r for r in sb.records() if r["is_published"]]
         assert len(pubs) == 3 and not [r for r in sb.records() if r["has_draft"]]
+
+
+def test_same_titled_folders_never_share_a_draft(make_records: RecordFactory) -> None:
+    """Lost creates for folders with one title: each folder still gets its own record."""
+    from async_uploader.sandbox import Sandbox, SandboxConfig
+    from tests.conftest import metadata
+
+    n = 8
+    root = make_records(n, files={"data.bin": 5000})
+    for i in range(n):  # one title for all; the files differ per folder
+        (root / str(i) / "record_metadata.json").write_text(json.dumps(metadata("Same title")))
+    plan = {
+        "seed": 5,
+        "rules": [{"route": "create_draft", "kind": "lose_response", "probability": 0.5}],
+    }
+    # Slow enough that siblings are still drafts when a lost create searches for its own.
+    with Sandbox.in_thread(SandboxConfig(faults=plan, latency_ms=50, jitter_ms=50)) as sb:
+        proc = run_cli(["upload", str(root), "--url", sb.url, "-v"], token=sb.token)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        records = sb.records()
+        assert sb.stats()["faults_per_kind"].get("lose_response", 0) >= 2
+    assert len(records) == n and all(r["is_published"] for r in records)
+    links = json.loads((root / "records_links.json").read_text())
+    by_id = {r["id"]: r for r in records}
+    for i, link in enumerate(links):  # folder i's record holds folder i's bytes
+        rec = by_id[link["record_html"].rsplit("/", 1)[-1]]
+        local = (root / str(i) / "data.bin").read_bytes()
+        assert rec["files"][0]["md5"] == hashlib.md5(local).hexdigest()
