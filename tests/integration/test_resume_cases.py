@@ -179,3 +179,26 @@ def test_journal_disk_full_mid_run_is_fatal(
     assert "cannot write the journal" in proc.stdout
     published = [r for r in sandbox_thread.records() if r["is_published"]]
     assert 0 < len(published) < 40  # it stopped part-way instead of failing every record
+
+
+def test_lost_journal_entry_never_takes_a_siblings_draft(
+    sandbox_thread: Any, make_records: RecordFactory
+) -> None:
+    """Same-titled folders: the one whose journal entry is lost finds its own draft again."""
+    from tests.conftest import metadata
+
+    root = make_records(4, files={"data.bin": 3000})
+    for i in range(4):
+        (root / str(i) / "record_metadata.json").write_text(json.dumps(metadata("Twin")))
+    assert upload(sandbox_thread, root, "--draft-only").returncode == 0
+    (root / ".upload_state" / "2.json").write_text("lost")
+    proc = upload(sandbox_thread, root, "-v")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    records = sandbox_thread.records()
+    assert len(records) == 4 and all(r["is_published"] for r in records)
+    by_id = {r["id"]: r for r in records}
+    links = json.loads((root / "records_links.json").read_text())
+    for i, link in enumerate(links):
+        rec = by_id[link["record_html"].rsplit("/", 1)[-1]]
+        local = (root / str(i) / "data.bin").read_bytes()
+        assert rec["files"][0]["md5"] == hashlib.md5(local).hexdigest(), f"folder {i}"
