@@ -174,7 +174,7 @@ class InvenioClient:
             retry_after = parse_retry_after(resp.headers.get("Retry-After"), time.time())
             if resp.status == 429:
                 self.counters.responses_429 += 1
-                pause = self.limiter.too_many_requests(retry_after)
+                pause = self.limiter.too_many_requests(retry_after, str(resp.obj.get("message")))
                 self.counters.pauses += 1
                 self.counters.paused_seconds += pause
                 self.report(Paused(pause, f"HTTP 429 on {method} {url}"))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import statistics
 import time
 from collections import deque
@@ -35,6 +36,8 @@ from dataclasses import dataclass
 import anyio
 
 SAFETY = 0.95
+_LIMIT_TEXT = re.compile(r"(\d+)\s+per\s+(\d+)?\s*(second|minute|hour|day)s?", re.I)
+_UNIT_SECONDS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 MIN_PAUSE = 0.5  # a 429 without a usable Retry-After still pauses this long (plus jitter)
 
 
@@ -123,6 +126,21 @@ class RatePolicy:
         # No burst: in a moving window any burst on top of the schedule can exceed L.
         self.burst = 1
 
+    def on_limit_text(self, text: str | None) -> None:
+        """Learn from a 429's message, which Flask-Limiter sets to the limit ("10 per 1 second").
+
+        This is the way in when no response ever opened a fresh window (another client with
+        our User-Agent and address kept the window busy). The strictest limit wins.
+        """
+        best: float | None = None
+        for amount, count, unit in _LIMIT_TEXT.findall(text or ""):
+            window = float(count or 1) * _UNIT_SECONDS[unit.lower()]
+            if best is None or int(amount) / window < best:
+                best, limit, span = int(amount) / window, int(amount), window
+        if best is not None and (self.window is None or span != self.window):
+            self.window = span
+            self._adopt_server_rate(limit, span)
+
     def on_429(self, now: float, retry_after: float | None, jitter: float) -> float:
         """Pause everything; returns the pause length (seconds from now)."""
         if retry_after is not None and retry_after > 0:
@@ -185,5 +203,6 @@ class RateLimiter:
         if limit is not None:
             self.policy.on_headers(self.clock(), self.wall(), limit)
 
-    def too_many_requests(self, retry_after: float | None) -> float:
+    def too_many_requests(self, retry_after: float | None, message: str | None = None) -> float:
+        self.policy.on_limit_text(message)
         return self.policy.on_429(self.clock(), retry_after, self.rand())

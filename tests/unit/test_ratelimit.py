@@ -128,3 +128,23 @@ def test_async_limiter_with_fake_clock() -> None:
 
     anyio.run(main)
     assert slept == [0.5, 0.5, 3.0]  # at 0, .5, 1.0; then the pause ends at 1.0 + 3.0
+
+
+@pytest.mark.parametrize(
+    ("message", "rate", "window"),
+    [
+        ("10 per 1 second", 0.95 * 10, 1.0),
+        ("1000 per 1 minute", 0.95 * 1000 / 60, 60.0),
+        ("100 per minute", 0.95 * 100 / 60, 60.0),
+        ("25000 per 1 hour; 1000 per 1 minute", 0.95 * 25000 / 3600, 3600.0),  # strictest
+        ("Too Many Requests", None, None),  # a proxy's text: nothing to learn
+        (None, None, None),
+    ],
+)
+def test_learning_from_a_429_message(
+    message: str | None, rate: float | None, window: float | None
+) -> None:
+    policy = RatePolicy(None, 10)
+    policy.on_limit_text(message)
+    assert policy.rate == (pytest.approx(rate) if rate is not None else None)
+    assert policy.window == window
