@@ -160,3 +160,20 @@ def test_batch_log_has_periodic_one_line_summaries(
     assert lines[-1].split(" records ")[1].startswith("6/6 (0 failed)")
     summary = proc.stdout
     assert "published         6" in summary and "requests" in summary
+
+
+def test_zenodo_profile_integer_ids_and_empty_files(make_records: RecordFactory) -> None:
+    """Zenodo rules through the uploader: integer ids, empty files refused by the server."""
+    from async_uploader.sandbox import Sandbox, SandboxConfig
+
+    root = make_records(2)  # Zenodo allows 100 requests/minute: keep the batch small
+    (root / "1" / "empty.dat").write_bytes(b"")
+    with Sandbox.in_thread(SandboxConfig(profile="zenodo")) as sb:
+        proc = run_cli(["upload", str(root), "--url", sb.url], token=sb.token)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "Empty files are not accepted." in proc.stdout
+        published = [r for r in sb.records() if r["is_published"]]
+        assert len(published) == 1 and published[0]["id"].isdigit()
+        # Local validation can refuse them first, before anything is sent.
+        check = run_cli(["validate", str(root), "--empty-files", "error"])
+        assert check.returncode == 1 and "empty.dat" in check.stdout
