@@ -190,8 +190,8 @@ def summary(result: BatchResult) -> str:
     lines.append(f"  {'bytes sent':<12} {human_bytes(c.bytes_sent):>10}")
     lines.append(f"  {'time':<12} {result.seconds:>9.1f} s")
     lines.append(
-        f"  {'requests':<12} {c.requests:>6}  (retries {c.retries}, 429s "
-        f"{c.responses_429}, paused {c.paused_seconds:.1f} s)"
+        f"  {'requests':<12} {c.requests:>6}  (retries {c.retries}, gave up {c.gave_up}, "
+        f"429s {c.responses_429}, paused {c.paused_seconds:.1f} s in {c.pauses} pauses)"
     )
     bad = [r for r in result.records if not r.outcome.ok]
     if bad:
