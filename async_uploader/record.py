@@ -167,9 +167,9 @@ class RecordJob:
         listing: dict[str, Any] = {}
         if not self.fresh_draft:  # a reused or found draft may hold entries of any state
             listing = (await self.run.client.list_files(files_url)).obj
+        by_key = {e["key"]: e for e in entries_of(listing)}
         server = {
-            e["key"]: ServerFile(e["key"], e.get("status", ""), e.get("checksum"))
-            for e in entries_of(listing)
+            k: ServerFile(k, e.get("status", ""), e.get("checksum")) for k, e in by_key.items()
         }
         fplan = plan_files(self.record.folder.files, self.state.files, server)
         if fplan.verify:
@@ -177,7 +177,6 @@ class RecordJob:
                 k: await anyio.to_thread.run_sync(local_md5, local[k].path) for k in fplan.verify
             }
             fplan = plan_files(self.record.folder.files, self.state.files, server, md5s)
-        by_key = {e["key"]: e for e in entries_of(listing)}
         for key in fplan.delete:
             await self.run.client.delete_file(by_key[key]["links"]["self"])
             await self.save(files={k: v for k, v in self.state.files.items() if k != key})

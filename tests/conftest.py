@@ -93,23 +93,36 @@ def sandbox_thread() -> Iterator[object]:
         yield sb
 
 
-def run_cli(
-    args: Sequence[str],
-    *,
-    token: str | None = None,
-    timeout: float = 300,
-    env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if k not in ("INVENIO_TOKEN", "INVENIO_URL")}
+def cli_env(token: str | None) -> dict[str, str]:
+    """This process's environment without server settings, plus the token if given."""
+    env = {k: v for k, v in os.environ.items() if k not in ("INVENIO_TOKEN", "INVENIO_URL")}
     if token is not None:
-        full_env["INVENIO_TOKEN"] = token
-    full_env.update(env or {})
+        env["INVENIO_TOKEN"] = token
+    return env
+
+
+def run_cli(
+    args: Sequence[str], *, token: str | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m async_uploader ARGS`` to completion, as a user would."""
     return subprocess.run(
         [sys.executable, "-m", "async_uploader", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=full_env,
+        env=cli_env(token),
         cwd=ROOT,
         check=False,
+    )
+
+
+def start_cli(args: Sequence[str], token: str) -> subprocess.Popen[str]:
+    """Start the CLI without waiting (for tests that signal or kill it)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "async_uploader", *args],
+        cwd=ROOT,
+        env=cli_env(token),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )

@@ -169,23 +169,14 @@ def test_unreachable_server_is_fatal(make_records: RecordFactory) -> None:
 
 
 def test_token_revoked_mid_run_stops_the_batch(make_records: RecordFactory) -> None:
-    import subprocess
-    import sys
     import time
 
     from async_uploader.sandbox import Sandbox, SandboxConfig
-    from tests.conftest import ROOT
+    from tests.conftest import start_cli
 
     root = make_records(60)
     with Sandbox.in_thread(SandboxConfig(latency_ms=20)) as sb:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "async_uploader", "upload", str(root), "--url", sb.url],
-            cwd=ROOT,
-            env={"INVENIO_TOKEN": sb.token, "PATH": "/usr/bin:/bin"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = start_cli(["upload", str(root), "--url", sb.url], sb.token)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and sb.stats()["published"] < 5:
             time.sleep(0.02)

@@ -5,33 +5,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, RecordFactory, run_cli
+from tests.conftest import RecordFactory, run_cli, start_cli
 
 pytestmark = pytest.mark.slow
-
-
-def start_cli(args: list[str], token: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("INVENIO_TOKEN", "INVENIO_URL")}
-    env["INVENIO_TOKEN"] = token
-    return subprocess.Popen(
-        [sys.executable, "-m", "async_uploader", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def journal_phases(state_dir: Path) -> list[str]:

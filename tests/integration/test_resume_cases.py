@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, RecordFactory, run_cli
+from tests.conftest import ROOT, RecordFactory, run_cli, start_cli
 
 
 def upload(sb: Any, root: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -104,9 +104,6 @@ def test_second_sigint_stops_at_once_and_rerun_completes(make_records: RecordFac
             fh.truncate(512 * 1024 * 1024)
     with Sandbox.in_thread(SandboxConfig(discard_bytes=True)) as sb:
         args = [
-            sys.executable,
-            "-m",
-            "async_uploader",
             "upload",
             str(root),
             "--url",
@@ -114,14 +111,7 @@ def test_second_sigint_stops_at_once_and_rerun_completes(make_records: RecordFac
             "--grace",
             "600",
         ]
-        proc = subprocess.Popen(
-            args,
-            cwd=ROOT,
-            env={"INVENIO_TOKEN": sb.token, "PATH": "/usr/bin"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = start_cli(args, sb.token)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not sb.stats()["requests_per_route"].get(
             "content_put"

@@ -5,20 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from contract.scenarios import body, call, create, upload
+from contract.scenarios import Target, body, call, create, upload
 from yarl import URL
 
 pytestmark = pytest.mark.anyio
 OCTET = {"Content-Type": "application/octet-stream"}
 
 
-class _T:
-    def __init__(self, url: str, token: str) -> None:
-        self.api = f"{url}/api"
-        self.auth = {"Authorization": f"Bearer {token}"}
-
-
-async def _search(s: Any, t: _T, path: str, **query: Any) -> dict[str, Any]:
+async def _search(s: Any, t: Target, path: str, **query: Any) -> dict[str, Any]:
     url = URL(f"{t.api}{path}").with_query(query) if query else URL(f"{t.api}{path}")
     status, reply, _ = await call(s, "GET", str(url), t)
     assert status == 200, reply
@@ -27,7 +21,7 @@ async def _search(s: Any, t: _T, path: str, **query: Any) -> dict[str, Any]:
 
 async def test_search_queries_sorting_paging(running: Any) -> None:
     async with running() as (sb, s):
-        t = _T(sb.url, sb.token)
+        t = Target(sb.url, sb.token)
         ids = []
         for title in ("Alpha resistivity", "Beta resistivity", "Gamma spectra"):
             draft = await create(t, s, body(title))
@@ -58,7 +52,7 @@ async def test_search_queries_sorting_paging(running: Any) -> None:
 
 async def test_index_delay_hides_new_drafts_from_search(running: Any) -> None:
     async with running(index_delay_s=600) as (sb, s):
-        t = _T(sb.url, sb.token)
+        t = Target(sb.url, sb.token)
         draft = await create(t, s)
         r = await _search(s, t, "/user/records", q=f"id:{draft['id']}")
         assert r["hits"]["total"] == 0
@@ -68,7 +62,7 @@ async def test_index_delay_hides_new_drafts_from_search(running: Any) -> None:
 
 async def test_multipart_edge_cases(running: Any) -> None:
     async with running() as (sb, s):
-        t = _T(sb.url, sb.token)
+        t = Target(sb.url, sb.token)
         draft = await create(t, s)
         files = draft["links"]["files"]
         status, reply, _ = await call(
@@ -107,7 +101,7 @@ async def test_multipart_edge_cases(running: Any) -> None:
 
 async def test_communities_grants_and_locked_edit(running: Any) -> None:
     async with running(communities=()) as (sb, s):
-        t = _T(sb.url, sb.token)
+        t = Target(sb.url, sb.token)
         new = {
             "slug": "my-lab",
             "metadata": {"title": "My lab"},

@@ -7,21 +7,15 @@ from typing import Any
 import aiohttp
 import anyio
 import pytest
-from contract.scenarios import body, call, create, upload
+from contract.scenarios import Target, body, call, create, upload
 
 from async_uploader.sandbox import Sandbox, SandboxConfig
-
-
-class _T:
-    def __init__(self, url: str, token: str) -> None:
-        self.api = f"{url}/api"
-        self.auth = {"Authorization": f"Bearer {token}"}
 
 
 @pytest.mark.anyio
 async def test_counters_and_admin_routes(running: Any) -> None:
     async with running() as (sb, s):
-        t = _T(sb.url, sb.token)
+        t = Target(sb.url, sb.token)
         draft = await create(t, s)
         await upload(t, s, draft, "a.bin", b"12345")
         await call(s, "GET", f"{t.api}/records", t)
@@ -73,7 +67,7 @@ async def test_counters_and_admin_routes(running: Any) -> None:
 @pytest.mark.anyio
 async def test_token_revocation_reads_still_work(running: Any) -> None:
     async with running() as (sb, s):
-        t = _T(sb.url, sb.token)
+        t = Target(sb.url, sb.token)
         draft = await create(t, s)
         await upload(t, s, draft, "a.bin", b"x")
         status, rec, _ = await call(s, "POST", draft["links"]["publish"], t)
@@ -91,7 +85,7 @@ def test_in_thread_sandbox_serves_sync_callers() -> None:
 
         async def talk() -> int:
             async with aiohttp.ClientSession() as s:
-                t = _T(sb.url, sb.token)
+                t = Target(sb.url, sb.token)
                 await create(t, s)
                 _status, hits, _ = await call(s, "GET", f"{t.api}/communities", t)
                 return hits["hits"]["total"]

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 import pytest
-from contract.scenarios import body, call, create, field_messages, upload
+from contract.scenarios import Target, body, call, create, field_messages, upload
 
 from async_uploader.sandbox.validation import AFFILIATIONS
 
@@ -14,17 +14,9 @@ pytestmark = pytest.mark.anyio
 OCTET = {"Content-Type": "application/octet-stream"}
 
 
-class _T:
-    """A minimal stand-in for ``Target`` when the session already carries the token."""
-
-    def __init__(self, url: str, token: str) -> None:
-        self.api = f"{url}/api"
-        self.auth = {"Authorization": f"Bearer {token}"}
-
-
 async def test_bigmap_rules(running: Any) -> None:
     async with running(profile="bigmap") as (sb, s):
-        t = _T(sb.url, sb.token)
+        t = Target(sb.url, sb.token)
         data = body()
         data["metadata"]["version"] = "v1"
         draft = await create(t, s, data)
@@ -64,7 +56,7 @@ async def test_bigmap_rules(running: Any) -> None:
 
 async def test_unknown_affiliation_refused_and_nothing_stored(running: Any) -> None:
     async with running() as (sb, s):
-        t = _T(sb.url, sb.token)
+        t = Target(sb.url, sb.token)
         data = body()
         data["metadata"]["creators"][0]["affiliations"] = [{"id": "00zzzzz99"}]
         status, reply, _ = await call(s, "POST", f"{t.api}/records", t, json=data)
@@ -77,7 +69,7 @@ async def test_unknown_affiliation_refused_and_nothing_stored(running: Any) -> N
 
 async def test_zenodo_rules(running: Any) -> None:
     async with running(profile="zenodo") as (sb, s):
-        t = _T(sb.url, sb.token)
+        t = Target(sb.url, sb.token)
         draft = await create(t, s)
         assert re.fullmatch(r"\d+", draft["id"]) and re.fullmatch(r"\d+", draft["parent"]["id"])
         status, reply, headers = await call(s, "GET", draft["links"]["self"], t)
@@ -123,7 +115,7 @@ async def test_zenodo_rules(running: Any) -> None:
 
 async def test_vanilla_draft_fields_and_put_semantics(running: Any) -> None:
     async with running() as (sb, s):
-        t = _T(sb.url, sb.token)
+        t = Target(sb.url, sb.token)
         draft = await create(t, s)
         assert re.fullmatch(r"[0-9a-z]{5}-[0-9a-z]{5}", draft["id"])
         assert draft["created"].endswith("+00:00") and draft["updated"].endswith("+00:00")

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
-from contract.scenarios import body, call, create
+from contract.scenarios import Target, body, call, create
 
 from async_uploader.sandbox import FaultPlan, FaultPlanError
 from async_uploader.sandbox.ratelimit import MovingWindowLimiter, parse_limits
@@ -19,12 +19,6 @@ from async_uploader.sandbox.ratelimit import MovingWindowLimiter, parse_limits
 pytestmark = pytest.mark.anyio
 OCTET = {"Content-Type": "application/octet-stream"}
 LIMIT_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After")
-
-
-class _T:
-    def __init__(self, url: str, token: str) -> None:
-        self.api = f"{url}/api"
-        self.auth = {"Authorization": f"Bearer {token}"}
 
 
 def test_parse_limits_and_moving_window() -> None:
@@ -44,7 +38,7 @@ def test_parse_limits_and_moving_window() -> None:
 
 async def test_rate_limit_headers_and_429(running: Any) -> None:
     async with running(rate_limit="3 per 1 minute") as (sb, s):
-        t = _T(sb.url, sb.token)
+        t = Target(sb.url, sb.token)
         remaining = []
         for _ in range(3):
             status, _, headers = await call(s, "GET", f"{t.api}/records", t)
@@ -91,7 +85,7 @@ async def test_status_fault_json_and_html(running: Any) -> None:
         ]
     }
     async with running(faults=plan) as (sb, s):
-        t = _T(sb.url, sb.token)
+        t = Target(sb.url, sb.token)
         status, reply, _ = await call(s, "POST", f"{t.api}/records", t, json=body())
         assert status == 503 and reply["status"] == 503
         status, reply, headers = await call(s, "POST", f"{t.api}/records", t, json=body())
@@ -129,7 +123,7 @@ async def _raw_put(url: str, token: str, data: bytes) -> bytes:
 async def test_drop_mid_body_keeps_entry_pending(running: Any) -> None:
     plan = {"rules": [{"route": "content_put", "kind": "drop_mid_body", "on_calls": [1]}]}
     async with running(faults=plan) as (sb, s):
-        t = _T(sb.url, sb.token)
+        t = Target(sb.url, sb.token)
         draft = await create(t, s)
         _, listing, _ = await call(s, "POST", draft["links"]["files"], t, json=[{"key": "d"}])
         entry = listing["entries"][0]
@@ -162,7 +156,7 @@ async def test_rate_storm(running: Any, mode: str) -> None:
         ]
     }
     async with running(faults=plan) as (sb, s):
-        t = _T(sb.url, sb.token)
+        t = Target(sb.url, sb.token)
         status, _, _ = await call(s, "GET", f"{t.api}/records", t)
         assert status == 200
         for _ in range(3):
@@ -185,7 +179,7 @@ async def test_wrong_checksum_and_lose_response(running: Any) -> None:
         ]
     }
     async with running(faults=plan) as (sb, s):
-        t = _T(sb.url, sb.token)
+        t = Target(sb.url, sb.token)
         draft = await create(t, s)
         _, listing, _ = await call(s, "POST", draft["links"]["files"], t, json=[{"key": "w"}])
         entry = listing["entries"][0]
@@ -202,7 +196,7 @@ async def test_wrong_checksum_and_lose_response(running: Any) -> None:
 
 async def _statuses(running: Any, plan: dict[str, Any], calls: int) -> list[int]:
     async with running(faults=plan) as (sb, s):
-        t = _T(sb.url, sb.token)
+        t = Target(sb.url, sb.token)
         return [(await call(s, "GET", f"{t.api}/records", t))[0] for _ in range(calls)]
 
 
@@ -243,6 +237,6 @@ def test_plan_validation_and_round_trip() -> None:
 async def test_latency_applies(running: Any) -> None:
     # No timing asserted: only that a latency plan is accepted and calls still succeed.
     async with running(latency_ms=1, jitter_ms=2, seed=5) as (sb, s):
-        t = _T(sb.url, sb.token)
+        t = Target(sb.url, sb.token)
         status, _, _ = await call(s, "GET", f"{t.api}/records", t)
         assert status == 200
