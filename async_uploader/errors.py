@@ -4,6 +4,7 @@
 
     UploaderError                      root: everything the tool raises on purpose
     ├── ConfigError                    bad options or environment; nothing was sent (exit 2)
+    │   └── StateLocked                another run holds this batch's state (exit 2)
     ├── ChecksumMismatch               server md5 differs from the local one after a re-upload
     ├── ApiError                       the server answered with an error, or did not answer
     │   ├── TransientApiError          408/429/5xx/connection/timeouts: retried, budget spent
@@ -13,6 +14,8 @@
         │                              or several in a row: revoked mid-run)
         ├── CommunityNotFound          the --community slug does not exist on the server
         ├── ServerUnreachable          connection errors outlasted the retry budget
+        ├── UnsafeLink                 the server linked to another origin (or plain http
+        │                              off loopback): the token is never sent there
         └── JournalWriteFailed         the journal cannot be written (disk full, read-only)
 
 Every error carries the context a person needs to act on it: the record folder, the file
@@ -53,6 +56,10 @@ class UploaderError(Exception):
 
 class ConfigError(UploaderError):
     """Usage or configuration problem found before any request was sent."""
+
+
+class StateLocked(ConfigError):
+    """Another run holds the batch's state; this one sent nothing and stops (exit 2)."""
 
 
 class ChecksumMismatch(UploaderError):
@@ -177,3 +184,11 @@ def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
             if isinstance(leaf, kind):
                 return leaf
     return group
+
+
+class UnsafeLink(PermanentApiError, BatchFatal):
+    """A link from the server points away from the origin of ``--url``.
+
+    Following it would hand the bearer token to another host (or send it unencrypted), so
+    the request is never sent; every record would meet the same link, so the batch stops.
+    """
