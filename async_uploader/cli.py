@@ -20,12 +20,13 @@ import anyio
 from .client import InvenioClient
 from .config import RetryConfig, ShareMode, UploadConfig, __version__, read_token
 from .discover import discover
-from .errors import ConfigError, UploaderError
+from .errors import ConfigError, UploaderError, first_error
 from .journal import Journal
 from .pipeline import open_client, upload_records
 from .plan import fingerprint, plan_record, rerun_action
 from .progress import make_renderer, summary
 from .results import Counters
+from .state import server_folders
 from .validate import ValidationLimits, validate_all
 
 EXIT_USAGE = 2
@@ -78,7 +79,8 @@ def _server(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--state-dir",
         type=Path,
-        help="journal folder (default .upload_state beside the links file)",
+        help="state folder (default RECORDS_DIR/.upload_state; a per-user folder when "
+        "RECORDS_DIR is read-only)",
     )
 
 
@@ -86,12 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="async-uploader",
         description=__doc__,
+        allow_abbrev=False,  # "--token X" must not silently mean "--token-file X"
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    up = sub.add_parser("upload", help="upload every record folder (rerun to resume)")
+    up = sub.add_parser(
+        "upload", allow_abbrev=False, help="upload every record folder (rerun to resume)"
+    )
     _common(up)
     _server(up)
     up.add_argument(
@@ -106,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     share.add_argument("--draft-only", action="store_true", help="stop before publishing")
     up.add_argument("--report", type=Path, metavar="FILE", help="write a JSON report here")
+    up.add_argument(
+        "--new-batch",
+        action="store_true",
+        help="none of these folders is on the server yet: skip the look-up of existing "
+        "records before the first create (saves a few searches per 100 folders)",
+    )
     up.add_argument("--records-in-flight", type=int, default=8)
     up.add_argument("--file-streams", type=int, default=8)
     up.add_argument("--chunk-size", type=int, default=1024, metavar="KiB")
@@ -147,15 +158,21 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("-q", "--quiet", action="store_true")
     up.add_argument("-v", "--verbose", action="store_true")
 
-    val = sub.add_parser("validate", help="check every folder locally; no network")
+    val = sub.add_parser(
+        "validate", allow_abbrev=False, help="check every folder locally; no network"
+    )
     _common(val)
 
-    st = sub.add_parser("status", help="what the journal (and the server) say, per folder")
+    st = sub.add_parser(
+        "status", allow_abbrev=False, help="what the journal (and the server) say, per folder"
+    )
     _common(st)
     _server(st)
     st.add_argument("--check-server", action="store_true")
 
-    sb = sub.add_parser("sandbox", help="run the InvenioRDM-compatible sandbox server")
+    sb = sub.add_parser(
+        "sandbox", allow_abbrev=False, help="run the InvenioRDM-compatible sandbox server"
+    )
     from .sandbox import cli as sandbox_cli
 
     sandbox_cli.add_arguments(sb)
@@ -195,6 +212,8 @@ def config_from(args: argparse.Namespace, url: str, token: str) -> UploadConfig:
         include=tuple(args.include),
         exclude=tuple(args.exclude),
         allow_insecure_http=args.allow_insecure_http,
+        new_batch=getattr(args, "new_batch", False),
+        ephemeral_server=getattr(args, "sandbox", False),
     )
 
 
@@ -252,10 +271,16 @@ async def cmd_upload(args: argparse.Namespace) -> int:
         config.check()  # before any task group, so a usage error is not wrapped in a group
         if args.sandbox:
             renderer.line(f"sandbox server at {url} (in this process; it stops when we do)")
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch_signals, stop, abort, config.grace_seconds)
-            result = await upload_records(config, reporter=renderer, stop=stop, abort=abort)
-            tg.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_watch_signals, stop, abort, config.grace_seconds)
+                result = await upload_records(config, reporter=renderer, stop=stop, abort=abort)
+                tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:  # e.g. StateLocked: a usage error, not a crash
+            error = first_error(group)
+            if isinstance(error, ConfigError):
+                raise error from None
+            raise
     print(summary(result), flush=True)
     print(f"links file: {config.links_path}", flush=True)
     return result.exit_code
@@ -290,10 +315,14 @@ async def cmd_status(args: argparse.Namespace) -> int:
     else:
         config = config_from(args, "http://127.0.0.1", "-")
         client_ctx = contextlib.nullcontext()
-    journal = Journal(config.state_path)
+    folders = server_folders(config.state_path, args.url)
+    if len(folders) > 1:
+        names = ", ".join(p.name for p in folders)
+        raise ConfigError(f"the state holds journals for several servers ({names}): pass --url")
+    journal = Journal(folders[0]) if folders else None
     async with client_ctx as client:
         for record in valid:
-            state, warning = journal.load(record.folder.name)
+            state, warning = journal.load(record.folder.name) if journal else (None, None)
             plan = plan_record(record, state, fingerprint(record))
             line = f"{record.folder.name}: {state.phase if state else 'new'}"
             if state and state.draft_id:

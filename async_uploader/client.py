@@ -8,6 +8,10 @@ Every request goes through ``InvenioClient.request``, which
 4. feeds ``X-RateLimit-*`` headers and 429s back to the limiter,
 5. retries what ``retry.decide`` calls transient, when the call may be resent.
 
+Token safety: the bearer token goes only to the origin of ``--url``. Every URL (including
+the links the server hands out) is checked before it is sent; a link elsewhere raises
+``UnsafeLink`` without sending, and redirects are never followed by aiohttp.
+
 Calls that are not idempotent (create draft, publish, submit-review, file init) pass
 ``resend=False``: they are resent only when the request provably did nothing (the
 connection could not be opened, or the server answered 429). Any other failure is raised
@@ -24,8 +28,9 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import anyio
@@ -37,8 +42,10 @@ from .errors import (
     PermanentApiError,
     ServerUnreachable,
     TransientApiError,
+    UnsafeLink,
 )
 from .events import Paused, Reporter, Retrying
+from .match import ServerClock
 from .ratelimit import RateLimiter
 from .results import Counters
 from .retry import decide, is_transient_status, parse_retry_after
@@ -118,6 +125,8 @@ class InvenioClient:
     ):
         self.session = session
         self.api = api_url.rstrip("/")
+        self.origin = origin_of(self.api)
+        self.clock = ServerClock()
         self.limiter = limiter
         self.retry = retry
         self.counters = counters
@@ -141,6 +150,7 @@ class InvenioClient:
         resend: bool = True,
     ) -> Response:
         """Send with retries. Statuses in ``accept`` are returned as they are, not raised."""
+        self.check_origin(method, url)
         start = time.monotonic()
         attempt = 0
         while True:
@@ -165,6 +175,8 @@ class InvenioClient:
                     raise cls(exc.reason, method=method, url=url, status=None) from None
                 await self._wait_retry(method, url, exc.reason, attempt, decision.delay)
                 continue
+            if 300 <= resp.status < 400:
+                raise self.redirected(resp)
             if resp.status < 400 or resp.status in accept:
                 if method in WRITE_METHODS and resp.status < 400:
                     self.writes_ok += 1
@@ -233,9 +245,11 @@ class InvenioClient:
                 data=data,
                 headers=headers,
                 params=params,
+                allow_redirects=False,  # a redirect could carry the token elsewhere
             ) as r:
                 text = await r.text(errors="replace")
                 self.limiter.observe(r.headers)
+                self.clock.observe(r.headers.get("Date"), datetime.now(UTC))
                 payload: Any = None
                 if text and "json" in (r.content_type or ""):
                     try:
@@ -255,6 +269,35 @@ class InvenioClient:
                 # cancelled and will close it itself); then aclose() refuses, harmlessly.
                 with contextlib.suppress(RuntimeError):
                     await data.aclose()
+
+    def check_origin(self, method: str, url: str) -> None:
+        """Refuse, before sending, any URL outside the origin of ``--url``."""
+        if origin_of(url) != self.origin:
+            raise UnsafeLink(
+                f"the server gave a link to {origin_of(url)}, not to {self.origin} (--url); "
+                "not sending the token there. Check the server's SITE_API_URL / proxy setup",
+                method=method,
+                url=url,
+                status=None,
+            )
+
+    def redirected(self, resp: Response) -> ApiError:
+        target = resp.headers.get("Location", "")
+        if target and origin_of(target) not in ("", self.origin):
+            return UnsafeLink(
+                f"the server redirected to {origin_of(target)}, not to {self.origin} (--url); "
+                "not following it with the token",
+                method=resp.method,
+                url=resp.url,
+                status=resp.status,
+            )
+        return PermanentApiError(
+            f"{resp.method} redirected to {target or '(no Location)'}; redirects are not "
+            "followed (use the final URL as --url)",
+            method=resp.method,
+            url=resp.url,
+            status=resp.status,
+        )
 
     def error_for(self, resp: Response) -> ApiError:
         """The error for a refused request, with the server's own words."""
@@ -331,6 +374,48 @@ class InvenioClient:
     async def search_user_records(self, params: Mapping[str, str]) -> Response:
         return await self.request("GET", self.url("user", "records"), params=params)
 
+    async def probe_own_records(self) -> Response:
+        """The newest of the user's records (and the total). The user's own records need no
+        right but a valid token, so a refusal here means the token is refused."""
+        resp = await self.request(
+            "GET",
+            self.url("user", "records"),
+            params={"size": "1", "sort": "newest"},
+            accept=(401, 403),
+        )
+        if resp.status in (401, 403):
+            raise AuthRefused(
+                "the server refused the token (INVENIO_TOKEN / --token-file): check that it is "
+                "valid, not expired or revoked, and belongs to this server",
+                method=resp.method,
+                url=resp.url,
+                status=resp.status,
+                server_message=resp.obj.get("message"),
+            )
+        return resp
+
+    async def search_all_user_records(self, q: str, size: int = 100) -> list[dict[str, Any]]:
+        """Every hit of ``q`` among the user's records and drafts, all pages read."""
+        hits: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            resp = await self.search_user_records(
+                {"q": q, "size": str(size), "page": str(page), "sort": "newest"}
+            )
+            found = resp.obj.get("hits", {})
+            batch = found.get("hits", []) if isinstance(found, dict) else []
+            hits.extend(h for h in batch if isinstance(h, dict))
+            total = found.get("total") if isinstance(found, dict) else None
+            if isinstance(total, dict):  # some servers give OpenSearch's {"value": n}
+                total = total.get("value")
+            more = bool(resp.obj.get("links", {}).get("next"))
+            if isinstance(total, int):
+                more = more or page * size < total
+            # 10,000 results is the server's ceiling (page * size); the queries stay far below.
+            if not batch or not more or page * size >= 10_000:
+                return hits
+            page += 1
+
     async def get_community(self, slug_or_id: str) -> Response:
         return await self.request("GET", self.url("communities", slug_or_id), accept=(404,))
 
@@ -355,3 +440,12 @@ class InvenioClient:
             json={"payload": {"content": "Uploaded with async-uploader", "format": "html"}},
             resend=False,
         )
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host:port`` with the default port made explicit; "" for a relative URL."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.hostname:
+        return ""
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower(), 0)
+    return f"{parts.scheme.lower()}://{parts.hostname.lower()}:{port}"

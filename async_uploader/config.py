@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .state import default_state_root
 from .validate import ValidationLimits
 
 __version__ = "0.1.0"
@@ -45,7 +46,7 @@ class UploadConfig:
     token: str = field(repr=False)
     records_dir: Path
     links_file: Path | None = None  # default: records_dir / records_links.json
-    state_dir: Path | None = None  # default: <links file dir>/.upload_state
+    state_dir: Path | None = None  # default: records_dir/.upload_state (see state.py)
     report_file: Path | None = None
     share: ShareMode = ShareMode.PUBLISH
     community: str | None = None  # slug or UUID, with ShareMode.COMMUNITY
@@ -64,6 +65,12 @@ class UploadConfig:
     exclude: tuple[str, ...] = ()
     allow_insecure_http: bool = False
     verify_tls: bool = True
+    # The user asserts none of these folders is on the server yet: skip the look-up that
+    # otherwise precedes the first create of every folder the journal does not know.
+    new_batch: bool = False
+    # The server lives only for this run (the embedded sandbox): its state starts empty
+    # every time and is kept apart from every real server's.
+    ephemeral_server: bool = False
 
     @property
     def api_url(self) -> str:
@@ -75,7 +82,8 @@ class UploadConfig:
 
     @property
     def state_path(self) -> Path:
-        return self.state_dir or (self.links_path.parent / ".upload_state")
+        """The state root: beside the records (per-user when they are read-only)."""
+        return self.state_dir or default_state_root(self.records_dir)
 
     def check(self) -> None:
         """Refuse bad settings before anything is sent (exit code 2)."""

@@ -64,9 +64,11 @@ class Paused:
 
 @dataclass(frozen=True)
 class Notice:
-    """Something a person should know that is not an error (e.g. a reused draft)."""
+    """Something a person should know that is not an error (e.g. a reused draft).
 
-    folder: str
+    ``folder`` is None for the batch as a whole (where the state is, whose it is)."""
+
+    folder: str | None
     message: str
 
 

@@ -1,9 +1,15 @@
 """Per-record journal: what is known to exist on the server, written before the next step.
 
-One small JSON file per record folder under the state directory (default
-``.upload_state/`` beside the links file, so record folders may be read-only). Each write
-goes to a temporary file, is fsync'd, then atomically renamed over the old one, so a kill at
-any moment leaves either the old or the new state, never a torn file.
+One small JSON file per record folder in the server's folder of the state root (see
+``state.py``). Each write goes to a temporary file, is fsync'd, then atomically renamed over
+the old one, so a kill at any moment leaves either the old or the new state, never a torn
+file. The directory itself is fsync'd when an entry is first made and before a create or a
+share is sent: after a power cut those entries must not read as older, or a folder would
+look new and be created again without a search.
+
+Formats: version 2 (this one) tracks whose clock timed a create attempt; version 1 entries
+are read and migrated on load (``from_json``), never treated as unreadable. An entry from a
+newer tool is refused for its folder (``EntryTooNew``) rather than guessed at.
 
 The journal is a strong hint, not the truth: a rerun reconciles it with the server (the
 draft's file list, ``GET /api/records/{id}``). An unreadable entry is reported and treated
@@ -25,7 +31,7 @@ from urllib.parse import quote
 
 from .errors import JournalWriteFailed
 
-VERSION = 1
+VERSION = 2
 
 # Phases, in the order a record goes through them.
 NEW = "new"
@@ -61,7 +67,10 @@ class RecordState:
     draft_id: str | None = None
     links: dict[str, Any] | None = None  # the draft-creation `links`, as records_links.json wants
     record_url: str | None = None
-    create_started: str | None = None  # ISO time the create was sent (for the lost-response search)
+    create_started: str | None = None  # ISO time the latest create was sent
+    create_first: str | None = None  # ISO time the first create of this folder was sent
+    clock: str = "server"  # whose clock timed them: "server" (Date header) or "local" (v1)
+    sweep_from: str | None = None  # a create was resent: look for its lost twin from here
     title: str | None = None
     files: dict[str, FileState] = field(default_factory=dict)
     last_error: str | None = None
@@ -91,11 +100,26 @@ class RecordState:
 
     @classmethod
     def from_json(cls, data: Any) -> RecordState:
-        if not isinstance(data, dict) or data.get("version") != VERSION:
-            raise ValueError("not a journal entry of version 1")
+        if not isinstance(data, dict) or not isinstance(data.get("version"), int):
+            raise ValueError("not a journal entry")
+        version = data.pop("version")
+        if version > VERSION:
+            raise EntryTooNew(version)
+        if version == 1:  # v1 timed attempts with the local clock, and kept only the latest
+            data["create_first"] = data.get("create_started")
+            data["clock"] = "local"
         files = {f["key"]: FileState(**f) for f in data.pop("files", [])}
-        data.pop("version")
         return cls(files=files, **data)
+
+
+class EntryTooNew(ValueError):
+    """An entry written by a newer async-uploader: its folder is left alone."""
+
+    def __init__(self, version: int):
+        super().__init__(
+            f"journal entry of format {version}, newer than this tool's {VERSION}: "
+            "upgrade async-uploader (the folder is left alone)"
+        )
 
 
 _FIELDS = tuple(f.name for f in fields(RecordState))
@@ -113,13 +137,17 @@ class Journal:
 
     def __init__(self, state_dir: Path):
         self.dir = state_dir
+        self._known: set[str] = set()  # folders whose entry file is known to exist
         _umask()  # read now, on the caller's thread, before saves run in worker threads
 
     def path_for(self, folder: str) -> Path:
         return self.dir / entry_name(folder)
 
     def load(self, folder: str) -> tuple[RecordState | None, str | None]:
-        """The entry, or (None, warning) when it is missing or unreadable."""
+        """The entry, or (None, warning) when it is missing or unreadable.
+
+        Raises ``EntryTooNew`` for an entry of a newer format.
+        """
         path = os.path.join(self.dir, entry_name(folder))  # str paths: this runs per folder
         try:
             with open(path, "rb") as fh:
@@ -130,21 +158,29 @@ class Journal:
             return None, f"journal entry {path} unreadable ({exc.strerror}); checking the server"
         try:
             state = RecordState.from_json(json.loads(raw))
+        except EntryTooNew:
+            raise
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             return None, f"journal entry {path} is corrupt ({exc}); checking the server"
         if state.folder != folder:
             return None, f"journal entry {path} belongs to {state.folder!r}; ignoring it"
+        self._known.add(folder)
         return state, None
 
     def save(self, state: RecordState) -> None:
         """Atomic write (see ``atomic_write``)."""
-        self.write(state.folder, self.encode(state))
+        self.write(state.folder, self.encode(state), durable=self.needs_sync(state))
+
+    def needs_sync(self, state: RecordState) -> bool:
+        """Whether this write must survive a power cut (the directory is fsync'd): the
+        entry's first write, and the steps whose loss would resend a create or a share."""
+        return state.folder not in self._known or state.phase in (CREATING, SHARING)
 
     @staticmethod
     def encode(state: RecordState) -> bytes:
         return json.dumps(state.to_json(), ensure_ascii=False, separators=(",", ":")).encode()
 
-    def write(self, folder: str, data: bytes) -> None:
+    def write(self, folder: str, data: bytes, *, durable: bool = False) -> None:
         """Write an encoded entry: only system calls, so a worker thread running it does not
         hold the GIL against the event loop.
 
@@ -152,9 +188,11 @@ class Journal:
         between the server change and its journal entry.
         """
         try:
-            # No directory fsync per entry: after a power cut a rename may be lost and the
-            # entry read as one step older, which a rerun reconciles with the server anyway.
-            atomic_write(self.path_for(folder), data, sync_dir=False)
+            # The directory is fsync'd only when ``durable``: otherwise after a power cut a
+            # rename may be lost and the entry read one step older, which a rerun reconciles
+            # with the server (a lost `draft` step is found again; a lost file is re-checked).
+            atomic_write(self.path_for(folder), data, sync_dir=durable)
+            self._known.add(folder)
         except OSError as exc:
             raise JournalWriteFailed(
                 f"cannot write the journal in {self.dir}: {exc.strerror or exc}",

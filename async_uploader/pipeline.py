@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import aiohttp
 import anyio
@@ -33,12 +34,16 @@ from .events import (
     Reporter,
     no_reporter,
 )
-from .journal import UNKNOWN, Journal, RecordState
+from .journal import UNKNOWN, EntryTooNew, Journal, RecordState
 from .links import write_links, write_report
+from .match import Hit, clean_text
 from .plan import Action, fingerprint, plan_record, unchanged_since_done
+from .preflight import bind_user, known_ids, look_up
 from .ratelimit import RateLimiter, RatePolicy
 from .record import RecordJob
 from .results import BatchResult, Counters, FileResult, Outcome, RecordResult
+from .state import journal_for, migrate_v1, reset_sandbox, server_key
+from .statelock import StateLock
 from .validate import ValidRecord, validate_all
 
 
@@ -54,12 +59,14 @@ class Run:
     states: dict[str, RecordState]  # latest journal state per folder (for the links file)
     claimed: set[str] = field(default_factory=set)  # draft ids some record already owns
     _title_locks: dict[str, anyio.Lock] = field(default_factory=dict)
+    found: dict[str, tuple[Hit, ...]] = field(default_factory=dict)  # the batch look-up
     _community: str | None = None
     _community_lock: anyio.Lock = field(default_factory=anyio.Lock)
 
     def title_lock(self, title: str) -> anyio.Lock:
-        """One lock per title: creates of same-titled folders must not interleave."""
-        return self._title_locks.setdefault(title, anyio.Lock())
+        """One lock per stored title: creates and look-ups of folders whose titles the server
+        would store alike must not interleave."""
+        return self._title_locks.setdefault(clean_text(title), anyio.Lock())
 
     def emit(self, event: Event) -> None:
         self.reporter(event)
@@ -75,8 +82,11 @@ class Run:
         # Hazard: cancellation. The server already changed; the journal must say so even
         # if the batch is being cancelled, so the write is shielded.
         data = self.journal.encode(state)  # on the loop: the thread then only makes syscalls
+        durable = self.journal.needs_sync(state)
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(self.journal.write, state.folder, data)
+            await anyio.to_thread.run_sync(
+                lambda: self.journal.write(state.folder, data, durable=durable)
+            )
         self.states[state.folder] = state
 
     async def community_id(self) -> str:
@@ -123,7 +133,11 @@ def prepare(config: UploadConfig, journal: Journal) -> Prepared:
     states: dict[str, RecordState] = {}
     loaded: dict[str, tuple[RecordState | None, str | None]] = {}
     for folder in folders:
-        loaded[folder.name] = journal.load(folder.name)
+        try:
+            loaded[folder.name] = journal.load(folder.name)
+        except EntryTooNew as exc:
+            settled[folder.name] = RecordResult(folder.name, Outcome.FAILED, error=str(exc))
+            continue
         state = loaded[folder.name][0]
         if state is not None:
             states[folder.name] = state
@@ -137,6 +151,63 @@ def prepare(config: UploadConfig, journal: Journal) -> Prepared:
         )
     todo = tuple((r, *loaded[r.folder.name]) for r in valid)
     return Prepared(tuple(folders), settled, todo, states)
+
+
+def open_journal(config: UploadConfig, root: Path, reporter: Reporter) -> Journal:
+    """This server's journal in the state root (first-layout entries moved in)."""
+    if config.ephemeral_server:
+        return journal_for(reset_sandbox(root))
+    folder = root / "servers" / server_key(config.base_url)
+    old = [root, config.links_path.parent / ".upload_state"]
+    moved = migrate_v1(old, folder, config.api_url)
+    if moved:
+        reporter(
+            Notice(
+                None,
+                f"moved {len(moved)} journal entries of the previous format into {folder}",
+            )
+        )
+    return journal_for(folder)
+
+
+async def preflight(
+    client: InvenioClient,
+    config: UploadConfig,
+    journal: Journal,
+    prep: Prepared,
+    reporter: Reporter,
+) -> tuple[Journal, Prepared, dict[str, tuple[Hit, ...]]]:
+    """Bind the state to the token's user, then look up the folders the journal does not
+    know (see ``preflight.py``). Read-only; runs only when there is something to do."""
+
+    def notice(message: str) -> None:
+        reporter(Notice(None, message))
+
+    journal, rebound, total = await bind_user(
+        client, config, journal, known_ids(prep.states), notice
+    )
+    if rebound:
+        prep = await anyio.to_thread.run_sync(prepare, config, journal)
+    unknown = {
+        r.folder.name: r.title
+        for r, state, warning in prep.todo
+        if warning is not None or (state is None and not config.new_batch)
+    }
+    if total == 0 or not unknown:
+        return journal, prep, {}
+    found, error = await look_up(client, unknown)
+    if error is None:
+        return journal, prep, found
+    settled = dict(prep.settled)
+    for name in unknown:
+        settled[name] = RecordResult(
+            name,
+            Outcome.FAILED,
+            error=f"could not check the server for this folder's record, so none was "
+            f"created (rerun; or --new-batch when none can exist): {error}",
+        )
+    todo = tuple(t for t in prep.todo if t[0].folder.name not in unknown)
+    return journal, replace(prep, settled=settled, todo=todo), {}
 
 
 def skipped(state: RecordState) -> RecordResult:
@@ -159,20 +230,45 @@ async def upload_records(
     """
     config.check()
     began = time.monotonic()
-    journal = Journal(config.state_path)
+    root = config.state_path
+    lock = StateLock(root, purpose=f"upload to {config.base_url}")
+    lock.acquire()  # raises StateLocked (exit 2) before anything is sent
+    try:
+        return await _upload_locked(config, root, lock, reporter, stop, abort, began)
+    finally:
+        lock.release()
+
+
+async def _upload_locked(
+    config: UploadConfig,
+    root: Path,
+    lock: StateLock,
+    reporter: Reporter,
+    stop: anyio.Event | None,
+    abort: anyio.Event | None,
+    began: float,
+) -> BatchResult:
+    journal = await anyio.to_thread.run_sync(open_journal, config, root, reporter)
     prep = await anyio.to_thread.run_sync(prepare, config, journal)
-    reporter(
-        BatchStarted(
-            records=len(prep.folders),
-            to_upload=len(prep.todo),
-            total_bytes=sum(r.total_bytes for r, _, _ in prep.todo),
-            already_done=sum(1 for r in prep.settled.values() if r.outcome is Outcome.SKIPPED),
-        )
-    )
     counters = Counters()
     results = dict(prep.settled)
     fatal: BatchFatal | None = None
     async with open_client(config, counters, reporter) as client:
+        found: dict[str, tuple[Hit, ...]] = {}
+        if prep.todo and not config.ephemeral_server:
+            try:
+                journal, prep, found = await preflight(client, config, journal, prep, reporter)
+            except BatchFatal as exc:  # token refused, server unreachable: nothing starts
+                fatal = exc
+            results = dict(prep.settled)
+        reporter(
+            BatchStarted(
+                records=len(prep.folders),
+                to_upload=len(prep.todo),
+                total_bytes=sum(r.total_bytes for r, _, _ in prep.todo),
+                already_done=sum(1 for r in prep.settled.values() if r.outcome is Outcome.SKIPPED),
+            )
+        )
         run = Run(
             config,
             client,
@@ -180,9 +276,13 @@ async def upload_records(
             reporter,
             anyio.CapacityLimiter(config.file_streams),
             prep.states,
+            found=found,
         )
         run.claimed.update(s.draft_id for s in prep.states.values() if s.draft_id)
-        fatal = await run_all(run, prep, results, stop or anyio.Event(), abort or anyio.Event())
+        if fatal is None:
+            fatal = await run_all(
+                run, prep, results, stop or anyio.Event(), abort or anyio.Event(), lock
+            )
     for record, _, _ in prep.todo:  # whatever did not finish is resumable
         results.setdefault(
             record.folder.name,
@@ -215,6 +315,7 @@ async def run_all(
     results: dict[str, RecordResult],
     stop: anyio.Event,
     abort: anyio.Event,
+    lock: StateLock | None = None,
 ) -> BatchFatal | None:
     """One task per record, ``records_in_flight`` at a time; returns a batch-fatal error."""
     fatal: BatchFatal | None = None
@@ -244,8 +345,14 @@ async def run_all(
             await abort.wait()  # a second signal ends the grace period at once
         batch.cancel_scope.cancel()
 
+    async def keep_lock() -> None:
+        while lock is not None:  # a lock file on a file system without flock: stay fresh
+            await anyio.sleep(lock.refresh_interval)
+            await anyio.to_thread.run_sync(lock.refresh)
+
     async with anyio.create_task_group() as outer:
         outer.start_soon(grace_watch)
+        outer.start_soon(keep_lock)
         async with anyio.create_task_group() as batch:
             for record, state, warning in prep.todo:
                 await slots.acquire()
@@ -316,6 +423,7 @@ async def process(
         )
     run.emit(RecordStarted(name))
     job = RecordJob(run, record, state or RecordState(folder=name), plan)
+    job.found = run.found.get(name, ())
     try:
         result = await job.execute()
     except BatchFatal:

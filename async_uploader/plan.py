@@ -45,7 +45,7 @@ def unchanged_since_done(folder: RecordFolder, state: RecordState | None) -> boo
     """True when a rerun has nothing to do for this folder: checked from stats alone, so
     the rerun of a finished 10,000-record batch reads no file but the journal.
     """
-    if state is None or not state.done or folder.problems:
+    if state is None or not state.done or folder.problems or state.sweep_from:
         return False
     return folder_fingerprint(folder) == state.fingerprint
 
@@ -53,6 +53,7 @@ def unchanged_since_done(folder: RecordFolder, state: RecordState | None) -> boo
 class Action(StrEnum):
     SKIP = "skip"  # done in an earlier run, folder unchanged: no request at all
     CHANGED = "changed"  # done earlier, but the folder changed since: report, do not re-publish
+    SWEEP = "sweep"  # done, but a resent create may have left a twin draft: look for it
     CONFIRM_SHARE = "confirm-share"  # a publish/submit was in flight: GET the record first
     RESUME_DRAFT = "resume-draft"  # a draft exists: check its files, upload the rest, share
     FIND_DRAFT = "find-draft"  # a create was in flight: look for the draft before creating
@@ -76,6 +77,8 @@ def plan_record(record: ValidRecord, state: RecordState | None, fp: str) -> Reco
             return RecordPlan(
                 Action.CHANGED, f"folder changed after it was {state.phase}", state.draft_id
             )
+        if state.sweep_from:
+            return RecordPlan(Action.SWEEP, "a resent create's twin may exist", state.draft_id)
         return RecordPlan(Action.SKIP, f"already {state.phase}", state.draft_id)
     changed = state.metadata_sha != record.metadata_sha256
     if state.phase == SHARING and state.draft_id:
@@ -148,6 +151,7 @@ def rerun_action(plan: RecordPlan) -> str:
     """One line for `status`: what a rerun would do."""
     return {
         Action.SKIP: "nothing (done)",
+        Action.SWEEP: "look for a draft a lost create left behind, and delete it if provably ours",
         Action.CHANGED: "nothing: report the change (decide yourself: new version or revert)",
         Action.CONFIRM_SHARE: "check whether the share went through, then finish it",
         Action.RESUME_DRAFT: "reuse the draft, upload missing or changed files, share",

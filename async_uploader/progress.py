@@ -72,6 +72,8 @@ class _Base:
             )
         elif isinstance(event, Paused):
             self.say(f"server rate limit: pausing all requests for {event.seconds:.1f} s", level=1)
+        elif isinstance(event, Notice) and event.folder is None:
+            self.say(f"note: {event.message}", level=1)
         elif isinstance(event, Notice):
             self.say(f"folder {event.folder}: {event.message}", level=2)
         elif isinstance(event, FileDone):

@@ -7,31 +7,46 @@ runs a *settle* step (a read-only look at the server) before it sends again.
 
 Finding a draft whose create answer was lost relies on the title and the time of the
 attempt, not on a marker in the metadata (the BIG-MAP Archive drops
-``metadata.identifiers``). Drafts one folder owns are "claimed" for the whole batch, and
-creates of folders with the same title are serialised, so two folders never share a draft.
+``metadata.identifiers``). Which hit belongs to which folder, and which draft may be
+deleted, is decided in ``match.py`` (pure); this module reads the server and acts. A hit is
+claimed for the batch only once it is confirmed (its draft read, its files compared), and
+folders with the same stored title take their turns under one lock, so two folders never
+share a record.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
 from .errors import BatchFatal, PermanentApiError, TransientApiError
 from .journal import DRAFT, FileState
+from .match import (
+    Hit,
+    candidates,
+    draft_reusable,
+    files_match,
+    lost_draft_candidates,
+    may_delete,
+    same_title,
+    title_queries,
+    window_for,
+)
 from .plan import fingerprint
 from .retry import decide
 from .transfer import entries_of, local_md5
 
 if TYPE_CHECKING:
+    from .client import InvenioClient
     from .record import RecordJob
 
 T = TypeVar("T")
 INDEX_WAITS = (1.5, 4.0)  # a new draft takes ~1 s (an index refresh) to be searchable
-CREATE_WINDOW = timedelta(minutes=2)  # how far before the attempt a found draft may date
+SWEEP_AFTER = timedelta(seconds=5)  # the sweep waits this long after the last lost create
 
 
 async def unsure(
@@ -81,133 +96,159 @@ async def unsure(
 
 
 async def find_lost_draft(job: RecordJob, *, patient: bool = True) -> dict[str, Any] | None:
-    """Look for the folder's draft among the user's records, by title (and time).
+    """After a lost create: the draft it made, if the server has it (then it is used).
 
-    After a lost create: an unclaimed draft with our title made since the attempt; the
-    search is repeated while the index may still be catching up (``patient``). After an
-    unreadable journal entry (no time known): any unclaimed draft with our title, or a
-    published record whose files all match the folder (then the state says published and
-    ``None`` is returned).
+    The candidates are unclaimed, unpublished drafts with our title made within the window
+    of this folder's create attempts (server clock). The search is repeated while the index
+    may still be catching up (``patient``).
     """
-    since = parse_time(job.state.create_started)
-    waits = INDEX_WAITS if (patient and since is not None) else (0.0,)
-    for wait in waits:
-        if since is not None:
-            age = (datetime.now().astimezone() - since).total_seconds()
-            if age < wait:
-                await anyio.sleep(wait - age)
-        found = await _search_once(job, since)
-        if found is not None or job.state.done:
-            return found
+    window = window_for(job.state.create_first or job.state.create_started, job.state.clock)
+    if window is None:
+        return await adopt_or_reuse(job, await search_title(job))
+    last = window_for(job.state.create_started, job.state.clock) or window
+    for wait in INDEX_WAITS if patient else (0.0,):
+        age = (job.run.client.clock.now() - last.start).total_seconds()
+        if age < wait:
+            await anyio.sleep(wait - age)
+        for hit in lost_draft_candidates(
+            job.record.title, await search_title(job), window, job.run.claimed
+        ):
+            draft = await _confirm_draft(job, hit, "a create whose answer was lost")
+            if draft is not None:
+                return draft
     return None
 
 
-async def _search_once(job: RecordJob, since: datetime | None) -> dict[str, Any] | None:
-    for hit in await search_title(job):
-        hit_id = str(hit.get("id"))
-        created = parse_time(hit.get("created"))
-        if (
-            hit_id in job.run.claimed
-            or created is None
-            or (since is not None and (created < since - CREATE_WINDOW or hit.get("is_published")))
-        ):
-            continue
-        job.run.claimed.add(hit_id)  # no await since the check: no other task can take it
-        if hit.get("is_published"):
+async def adopt_or_reuse(job: RecordJob, hits: Sequence[Hit]) -> dict[str, Any] | None:
+    """Before creating a record for a folder the journal does not know: is it there already?
+
+    A published record with our title whose files all match (md5) is adopted (the state
+    says published and ``None`` is returned); an unclaimed draft with our title holding
+    nothing the folder lacks is reused (returned). Runs under the folder's title lock.
+    """
+    others: list[str] = []
+    for hit in lost_draft_candidates(job.record.title, hits, None, job.run.claimed):
+        if hit.published:
             if await adopt_published(job, hit):
                 return None
+            others.append(f"record {hit.id} (published, other files)")
             continue
-        draft = await job.run.client.get_draft(hit_id)
-        if draft.status != 200:
-            continue
+        draft = await _confirm_draft(job, hit, "a draft with this title and no other files")
+        if draft is not None:
+            return draft
+        others.append(f"draft {hit.id} (other files)")
+    if others:
         job.run.notice(
             job.folder,
-            f"found draft {hit_id} on the server (a create whose answer "
-            "was lost, or an unreadable journal); using it",
+            f"the server holds {', '.join(others)} with this title; none is this folder's, "
+            "so a new record is made (those are left alone)",
         )
-        await job.save(
-            phase=DRAFT,
-            draft_id=hit_id,
-            links=draft.obj.get("links"),
-            fingerprint=fingerprint(job.record),
-        )
-        return draft.obj
     return None
 
 
-async def search_title(job: RecordJob) -> list[dict[str, Any]]:
-    """The user's records with exactly our title, oldest first."""
-    title = job.record.title
-    quoted = title.replace("\\", "\\\\").replace('"', '\\"')
-    resp = await job.run.client.search_user_records(
-        {"q": f'metadata.title:"{quoted}"', "sort": "newest", "size": "100"}
+async def _confirm_draft(job: RecordJob, hit: Hit, why: str) -> dict[str, Any] | None:
+    """Read a candidate draft; claim and journal it when it may serve this folder."""
+    draft = await job.run.client.get_draft(hit.id)
+    stored = draft.obj.get("metadata", {}).get("title")
+    if draft.status != 200 or not same_title(job.record.title, stored):
+        return None
+    listing = await job.run.client.list_files(draft.obj["links"]["files"])
+    server = {e["key"]: (e.get("status", ""), e.get("checksum")) for e in entries_of(listing.obj)}
+    local = {f.key: f for f in job.record.folder.files}
+    completed = [k for k, (status, _) in server.items() if status == "completed" and k in local]
+    md5s = {k: await anyio.to_thread.run_sync(local_md5, local[k].path) for k in completed}
+    if not draft_reusable(server, md5s) or hit.id in job.run.claimed:
+        return None
+    job.run.claimed.add(hit.id)  # confirmed: from here on no other folder may take it
+    job.run.notice(job.folder, f"found draft {hit.id} on the server ({why}); using it")
+    await job.save(
+        phase=DRAFT,
+        draft_id=hit.id,
+        links=draft.obj.get("links"),
+        fingerprint=fingerprint(job.record),
     )
-    hits = [
-        h
-        for h in resp.obj.get("hits", {}).get("hits", [])
-        if h.get("metadata", {}).get("title") == title
-    ]
-    return sorted(hits, key=lambda h: str(h.get("created")))
+    return draft.obj
 
 
-async def sweep_orphans(job: RecordJob, since: str | None) -> None:
-    """After a create had to be resent: delete drafts the lost attempts made after all."""
-    start = parse_time(since)
-    if start is None:
+async def search_title(job: RecordJob) -> list[Hit]:
+    """The user's records and drafts with our title (every page)."""
+    (query,) = title_queries([job.record.title], max_chars=1 << 20)
+    hits = await job.run.client.search_all_user_records(query)
+    return [Hit.of(h) for h in hits]
+
+
+async def sweep_orphans(job: RecordJob) -> None:
+    """After a create had to be resent: delete the drafts the lost attempts made after all.
+
+    Waits until the index has caught up with the last lost attempt, then deletes only what
+    ``match.may_delete`` proves this folder's own attempts made; other same-titled drafts
+    of the window are reported and left alone.
+    """
+    window = window_for(job.state.sweep_from, job.state.clock)
+    if window is None:
         return
+    age = job.run.client.clock.now() - window.start
+    if age < SWEEP_AFTER:
+        await anyio.sleep((SWEEP_AFTER - age).total_seconds())
     for hit in await search_title(job):
-        hit_id = str(hit.get("id"))
-        created = parse_time(hit.get("created"))
-        if (
-            hit.get("is_published")
-            or hit_id in job.run.claimed
-            or created is None
-            or created < start - CREATE_WINDOW
-        ):
+        if hit.id == job.state.draft_id or not same_title(job.record.title, hit.title):
             continue
-        job.run.claimed.add(hit_id)
-        await job.run.client.delete_draft(hit_id)
-        job.run.notice(
-            job.folder,
-            f"deleted draft {hit_id}: a create whose answer was lost "
-            "made it, and it was found only after the create was sent again",
-        )
+        refused = may_delete(hit, job.record.title, window, job.run.claimed)
+        if refused is None:
+            job.run.claimed.add(hit.id)
+            await job.run.client.delete_draft(hit.id)
+            job.run.notice(
+                job.folder,
+                f"deleted draft {hit.id}: a create whose answer was lost made it, and it "
+                "was found only after the create was sent again",
+            )
+        elif not hit.published and window.contains(hit.created):
+            job.run.notice(job.folder, f"left draft {hit.id} alone: {refused}")
+    await job.save(sweep_from=None)
 
 
-async def adopt_published(job: RecordJob, record: dict[str, Any]) -> bool:
+async def adopt_published(job: RecordJob, hit: Hit) -> bool:
     """A published record with our title is ours if every file matches the folder's md5."""
-    listing = await job.run.client.list_files(record["links"]["files"])
+    record = await job.run.client.get_record(hit.id)
+    if record.status != 200 or hit.id in job.run.claimed:
+        return False
+    listing = await job.run.client.list_files(record.obj["links"]["files"])
     server = {e["key"]: e.get("checksum") for e in entries_of(listing.obj)}
     local = {f.key: f for f in job.record.folder.files}
     if set(server) != set(local):
         return False
     md5s = {k: await anyio.to_thread.run_sync(local_md5, f.path) for k, f in local.items()}
-    if any(server[k] != f"md5:{md5s[k]}" for k in local):
+    if not files_match(server, md5s) or hit.id in job.run.claimed:
         return False
+    job.run.claimed.add(hit.id)
     job.run.notice(
         job.folder,
-        f"journal was unreadable; record {record['id']} on the server "
-        "matches the folder, so it counts as published",
+        f"record {hit.id} on the server has this title and exactly these files; "
+        "adopting it as this folder's (nothing is created)",
     )
-    links = dict(record.get("links", {}))
+    links = dict(record.obj.get("links", {}))
     # Keep the links file's shape (draft-creation links): readers use record / record_html.
     links.setdefault("record", links.get("self"))
     links.setdefault("record_html", links.get("self_html"))
     await job.save(
-        draft_id=str(record["id"]),
+        draft_id=hit.id,
         links=links,
         fingerprint=fingerprint(job.record),
         files={k: FileState(k, f.size, f.mtime_ns, md5s[k]) for k, f in local.items()},
     )
-    await job.mark_published(record)
+    await job.mark_published(record.obj)
     return True
 
 
-def parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.astimezone()
+async def lookup(client: InvenioClient, titles: dict[str, str]) -> dict[str, tuple[Hit, ...]]:
+    """The server's records for many folders at once (``folder -> title``): a few searches,
+    each OR-ing many titles, run concurrently under the shared rate limiter."""
+    hits: list[dict[str, Any]] = []
+
+    async def one(query: str) -> None:
+        hits.extend(await client.search_all_user_records(query))
+
+    async with anyio.create_task_group() as tg:
+        for query in title_queries(titles.values()):
+            tg.start_soon(one, query)
+    return candidates(titles, hits)

@@ -27,15 +27,16 @@ from .journal import (
     CREATING,
     DRAFT,
     IN_REVIEW,
+    NEW,
     PUBLISHED,
     SHARING,
     UNKNOWN,
     FileState,
     RecordState,
-    utcnow,
 )
+from .match import Hit
 from .plan import Action, RecordPlan, ServerFile, fingerprint, plan_files
-from .reconcile import find_lost_draft, sweep_orphans, unsure
+from .reconcile import adopt_or_reuse, find_lost_draft, sweep_orphans, unsure
 from .results import FileResult, Outcome, RecordResult
 from .transfer import FileUploader, entries_of, entry_for, local_md5
 
@@ -54,6 +55,7 @@ class RecordJob:
     plan: RecordPlan
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     fresh_draft: bool = False  # created by this job just now: known to have no files
+    found: tuple[Hit, ...] = ()  # the batch look-up's hits with this folder's title
 
     @property
     def folder(self) -> str:
@@ -70,17 +72,24 @@ class RecordJob:
 
     # -- the recipe -----------------------------------------------------------------------
     async def execute(self) -> RecordResult:
+        outcome = await self._journey()
+        if self.state.sweep_from:  # a create was resent: its lost twin may exist
+            async with self.run.title_lock(self.record.title):
+                await sweep_orphans(self)
+        return self._result(outcome)
+
+    async def _journey(self) -> Outcome:
+        if self.plan.action is Action.SWEEP:
+            return Outcome.PUBLISHED if self.state.phase == PUBLISHED else Outcome.IN_REVIEW
         if self.plan.action is Action.CONFIRM_SHARE and await self._confirm_published():
-            return self._result(Outcome.PUBLISHED)
+            return Outcome.PUBLISHED
         draft = await self._ensure_draft()
         if draft is None:  # the share went through in an earlier run after all
-            return self._result(
-                Outcome.PUBLISHED if self.state.phase == PUBLISHED else Outcome.IN_REVIEW
-            )
+            return Outcome.PUBLISHED if self.state.phase == PUBLISHED else Outcome.IN_REVIEW
         await self._sync_files(draft)
         if self.run.config.share is ShareMode.DRAFT_ONLY:
-            return self._result(Outcome.DRAFT)
-        return self._result(await self._share(draft))
+            return Outcome.DRAFT
+        return await self._share(draft)
 
     def _result(self, outcome: Outcome) -> RecordResult:
         files = tuple(FileResult(f.key, f.size, f.md5) for f in self.state.files.values())
@@ -97,31 +106,40 @@ class RecordJob:
                 return None
             self.run.notice(self.folder, f"draft {self.state.draft_id} is gone; starting again")
             self.state = RecordState(folder=self.folder)
-        if self.state.phase in (CREATING, UNKNOWN):
+        found: dict[str, Any] | None = None
+        if self.state.phase == CREATING:
             async with self.run.title_lock(self.record.title):  # see _create
                 found = await find_lost_draft(self)
-            if found is not None:
-                return await self._refresh_metadata(found, True)
-            if self.state.done:  # the journal was lost, but the record is on the server
-                return None
+        elif self.state.phase in (NEW, UNKNOWN) and self.found:
+            # No blind creates: the batch look-up saw records with this title.
+            async with self.run.title_lock(self.record.title):
+                found = await adopt_or_reuse(self, self.found)
+        if found is not None:
+            return await self._refresh_metadata(found, True)
+        if self.state.done:  # the journal was lost, but the record is on the server
+            return None
         return await self._create()
 
     async def _create(self) -> dict[str, Any]:
-        first_attempt: str | None = None
-
         async def send() -> dict[str, Any]:
-            nonlocal first_attempt
             # Hazard: POST /api/records is not idempotent. Journal the attempt first, so that
-            # a kill before the answer leaves a trail to search by.
+            # a kill before the answer leaves a trail to search by (timed by the server's
+            # clock: drafts are matched against the server's `created`).
+            clock = self.run.client.clock
+            now = clock.now().isoformat()
+            earlier = self.state.create_first if self.state.phase == CREATING else None
             await self.save(
                 phase=CREATING,
-                create_started=utcnow(),
+                create_started=now,
+                create_first=earlier or now,
+                clock="server"
+                if clock.known and (earlier is None or self.state.clock == "server")
+                else "local",
                 title=self.record.title,
                 draft_id=None,
                 links=None,
                 files={},
             )
-            first_attempt = first_attempt or self.state.create_started
             draft = (await self.run.client.create_draft(self.record.metadata)).obj
             self.run.claimed.add(str(draft["id"]))
             self.fresh_draft = True
@@ -131,6 +149,8 @@ class RecordJob:
                 links=draft.get("links"),
                 metadata_sha=self.record.metadata_sha256,
                 fingerprint=fingerprint(self.record),
+                # An earlier attempt's answer was lost: sweep for its draft once done.
+                sweep_from=earlier if earlier != now else None,
             )
             if draft.get("errors"):
                 self.run.notice(
@@ -147,10 +167,7 @@ class RecordJob:
         # Folders with the same title create one at a time: a lost-draft search must never
         # pick up a sibling's draft before the sibling has claimed it.
         async with self.run.title_lock(self.record.title):
-            draft = await unsure(self, send, settle)
-            if first_attempt != self.state.create_started:  # the create was sent again
-                await sweep_orphans(self, first_attempt)
-        return draft
+            return await unsure(self, send, settle)
 
     async def _refresh_metadata(self, draft: dict[str, Any], changed: bool) -> dict[str, Any]:
         if not changed:

@@ -20,6 +20,15 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture(autouse=True)
+def private_state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Per-user state (read-only record folders) goes to the test's own folder, also for
+    the CLI processes the tests start (they inherit the environment)."""
+    home = tmp_path / "xdg-state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(home))
+    return home
+
+
 def metadata(title: str, **extra: object) -> dict[str, object]:
     body: dict[str, object] = {
         "access": {"record": "public", "files": "public"},
@@ -46,6 +55,13 @@ def metadata(title: str, **extra: object) -> dict[str, object]:
 
 
 RecordFactory = Callable[..., Path]
+
+
+def journal_dir(root: Path, url: str) -> Path:
+    """Where a run against ``url`` keeps the journal of the records folder ``root``."""
+    from async_uploader.state import server_key
+
+    return root / ".upload_state" / "servers" / server_key(url)
 
 
 def filler(size: int, seed: int = 0) -> bytes:

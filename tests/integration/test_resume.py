@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 def journal_phases(state_dir: Path) -> list[str]:
     phases = []
-    for p in state_dir.glob("*.json"):
+    for p in state_dir.rglob("*.json"):
         with contextlib.suppress(OSError, ValueError, KeyError):
             phases.append(json.loads(p.read_text())["phase"])
     return phases

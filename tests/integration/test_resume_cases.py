@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, RecordFactory, run_cli, start_cli
+from tests.conftest import ROOT, RecordFactory, journal_dir, run_cli, start_cli
 
 
 def upload(sb: Any, root: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -63,14 +63,14 @@ def test_corrupt_journal_entries_are_reconciled_with_the_server(
     root = make_records(3)
     assert upload(sandbox_thread, root, "--draft-only").returncode == 0
     assert upload(sandbox_thread, root, "--draft-only").returncode == 0
-    state = root / ".upload_state"
+    state = journal_dir(root, sandbox_thread.url)
     (state / "0.json").write_text("{ torn")  # a draft exists for it
     proc = upload(sandbox_thread, root)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (state / "1.json").write_bytes(b"\x00\x01")  # published now: must not be published twice
     proc = upload(sandbox_thread, root, "-v")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "corrupt" in proc.stderr and "counts as published" in proc.stderr
+    assert "corrupt" in proc.stderr and "adopting it" in proc.stderr
     records = sandbox_thread.records()
     assert len(records) == 3 and all(r["is_published"] for r in records)
     links = json.loads((root / "records_links.json").read_text())
@@ -181,7 +181,7 @@ def test_lost_journal_entry_never_takes_a_siblings_draft(
     for i in range(4):
         (root / str(i) / "record_metadata.json").write_text(json.dumps(metadata("Twin")))
     assert upload(sandbox_thread, root, "--draft-only").returncode == 0
-    (root / ".upload_state" / "2.json").write_text("lost")
+    (journal_dir(root, sandbox_thread.url) / "2.json").write_text("lost")
     proc = upload(sandbox_thread, root, "-v")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     records = sandbox_thread.records()

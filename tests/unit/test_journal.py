@@ -39,7 +39,7 @@ def test_replace_leaves_no_temp_files(tmp_path: Path) -> None:
     "content",
     [
         b"{not json",
-        b'{"version": 99, "folder": "0"}',
+        b'{"version": "2", "folder": "0"}',
         b'{"version": 1}',
         b"[]",
         b'{"version": 1, "folder": "0", "bogus": 1}',
