@@ -30,10 +30,11 @@ from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
 import anyio
+import yarl
 
 from .config import RetryConfig
 from .errors import (
@@ -240,11 +241,10 @@ class InvenioClient:
         try:
             async with self.session.request(
                 method,
-                url,
+                with_query(url, params),
                 json=json if body is None else None,
                 data=data,
                 headers=headers,
-                params=params,
                 allow_redirects=False,  # a redirect could carry the token elsewhere
             ) as r:
                 text = await r.text(errors="replace")
@@ -440,6 +440,16 @@ class InvenioClient:
             json={"payload": {"content": "Uploaded with async-uploader", "format": "html"}},
             resend=False,
         )
+
+
+def with_query(url: str, params: Mapping[str, str] | None) -> str | yarl.URL:
+    """``url`` with ``params`` percent-encoded in full. yarl leaves ``'`` and ``$`` as they
+    are, and the real InvenioRDM answers such a query string with 400 "Error trying to
+    decode a non urlencoded string." (a title like "d'une cathode" would break searches)."""
+    if not params:
+        return url
+    query = urlencode(params, quote_via=quote, safe="")
+    return yarl.URL(f"{yarl.URL(url)}?{query}", encoded=True)
 
 
 def origin_of(url: str) -> str:

@@ -10,6 +10,7 @@ records and gives in-flight ones ``grace_seconds`` before they are cancelled.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -42,7 +43,7 @@ from .preflight import bind_user, known_ids, look_up
 from .ratelimit import RateLimiter, RatePolicy
 from .record import RecordJob
 from .results import BatchResult, Counters, FileResult, Outcome, RecordResult
-from .state import journal_for, migrate_v1, reset_sandbox, server_key
+from .state import journal_for, migrate_v1, remember_owner, reset_sandbox, server_key
 from .statelock import StateLock
 from .validate import ValidRecord, validate_all
 
@@ -60,6 +61,7 @@ class Run:
     claimed: set[str] = field(default_factory=set)  # draft ids some record already owns
     _title_locks: dict[str, anyio.Lock] = field(default_factory=dict)
     found: dict[str, tuple[Hit, ...]] = field(default_factory=dict)  # the batch look-up
+    owner: str | None = None  # the token's user id, once a created draft names it
     _community: str | None = None
     _community_lock: anyio.Lock = field(default_factory=anyio.Lock)
 
@@ -283,6 +285,9 @@ async def _upload_locked(
             fatal = await run_all(
                 run, prep, results, stop or anyio.Event(), abort or anyio.Event(), lock
             )
+        if run.owner is not None and not config.ephemeral_server:
+            with contextlib.suppress(JournalWriteFailed):  # a hint for the next run only
+                remember_owner(journal.dir, config.base_url, run.owner)
     for record, _, _ in prep.todo:  # whatever did not finish is resumable
         results.setdefault(
             record.folder.name,

@@ -52,7 +52,7 @@ async def bind_user(
     newest = hits.get("hits", []) if isinstance(hits, dict) else []
     user = owner_of(newest[0]) if newest else None
     info = read_info(journal.dir) or ServerInfo(canonical_url(config.base_url))
-    decision = bind(info.user, user, total)
+    decision = bind(info.user, user, total, bool(known_ids))
     if decision == Binding.OTHER_USER:
         folder = journal.dir.parent / server_key(config.base_url, user)
         notice(

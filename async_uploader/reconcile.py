@@ -106,6 +106,8 @@ async def find_lost_draft(job: RecordJob, *, patient: bool = True) -> dict[str, 
     if window is None:
         return await adopt_or_reuse(job, await search_title(job))
     last = window_for(job.state.create_started, job.state.clock) or window
+    # Several attempts were sent: the one found may not be the only one that made a draft.
+    resent = job.state.create_first if job.state.create_first != job.state.create_started else None
     for wait in INDEX_WAITS if patient else (0.0,):
         age = (job.run.client.clock.now() - last.start).total_seconds()
         if age < wait:
@@ -115,6 +117,8 @@ async def find_lost_draft(job: RecordJob, *, patient: bool = True) -> dict[str, 
         ):
             draft = await _confirm_draft(job, hit, "a create whose answer was lost")
             if draft is not None:
+                if resent:
+                    await job.save(sweep_from=resent)
                 return draft
     return None
 
@@ -187,7 +191,8 @@ async def sweep_orphans(job: RecordJob) -> None:
     window = window_for(job.state.sweep_from, job.state.clock)
     if window is None:
         return
-    age = job.run.client.clock.now() - window.start
+    last = window_for(job.state.create_started, job.state.clock) or window
+    age = job.run.client.clock.now() - last.start  # the index must show the last attempt
     if age < SWEEP_AFTER:
         await anyio.sleep((SWEEP_AFTER - age).total_seconds())
     for hit in await search_title(job):

@@ -38,6 +38,7 @@ from .match import Hit
 from .plan import Action, RecordPlan, ServerFile, fingerprint, plan_files
 from .reconcile import adopt_or_reuse, find_lost_draft, sweep_orphans, unsure
 from .results import FileResult, Outcome, RecordResult
+from .state import owner_of
 from .transfer import FileUploader, entries_of, entry_for, local_md5
 
 JOURNAL_AT_ONCE_BYTES = 16 * 1024 * 1024
@@ -142,6 +143,7 @@ class RecordJob:
             )
             draft = (await self.run.client.create_draft(self.record.metadata)).obj
             self.run.claimed.add(str(draft["id"]))
+            self.run.owner = self.run.owner or owner_of(draft)
             self.fresh_draft = True
             await self.save(
                 phase=DRAFT,

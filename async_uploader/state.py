@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .errors import JournalWriteFailed
 from .journal import VERSION, Journal, RecordState, atomic_write
 
 SANDBOX_KEY = "sandbox"
@@ -97,7 +98,19 @@ def read_info(folder: Path) -> ServerInfo | None:
 
 def write_info(folder: Path, info: ServerInfo) -> None:
     body = {"format": VERSION, "url": info.url, "user": info.user}
-    atomic_write(folder / SERVER_FILE, json.dumps(body).encode())
+    try:
+        atomic_write(folder / SERVER_FILE, json.dumps(body).encode())
+    except OSError as exc:
+        raise JournalWriteFailed(
+            f"cannot write the state in {folder}: {exc.strerror or exc}"
+        ) from exc
+
+
+def remember_owner(folder: Path, base_url: str, user: str) -> None:
+    """Note the user once a created draft names it (a user without records at the start)."""
+    info = read_info(folder)
+    if info is None or info.user is None:
+        write_info(folder, ServerInfo(canonical_url(base_url), user))
 
 
 class Binding:
@@ -108,17 +121,19 @@ class Binding:
     CHECK = "check"  # the server shows none of our records: look one journaled id up
 
 
-def bind(stored_user: str | None, probed_user: str | None, probed_total: int) -> str:
+def bind(
+    stored_user: str | None, probed_user: str | None, probed_total: int, has_ids: bool = True
+) -> str:
     """Decide whether the stored entries belong to the token's user.
 
     ``probed_*`` come from one ``GET /api/user/records?size=1``: the total of the token's
     own records and the owner of the newest. A differing owner is another account. No
-    records at all while the state names a user means a reset server or another account
-    without records; a direct look-up of one journaled id tells which.
+    records at all while the state lists record ids (``has_ids``) means a reset server or
+    another account without records; a direct look-up of one journaled id tells which.
     """
     if probed_user is not None and stored_user is not None and probed_user != stored_user:
         return Binding.OTHER_USER
-    if probed_total == 0 and stored_user is not None:
+    if probed_total == 0 and has_ids:
         return Binding.CHECK
     return Binding.KEEP
 

@@ -37,6 +37,14 @@ body, then abort the connection; the entry stays pending without content), ``sta
 the work, then close the connection without answering). ``latency_ms``/``jitter_ms`` add to
 the config's own latency on every API call.
 
+``SandboxConfig.links_origin`` (``--links-origin``) renders every ``links`` URL with another
+``scheme://host:port`` while the sandbox keeps serving on its own address, so a test can
+check that a client never sends its token to a host it was not given.
+
+Text fields are stored cleaned like InvenioRDM's ``SanitizedUnicode`` (:mod:`.sanitize`) and
+``q`` is matched by analysed tokens as OpenSearch does with InvenioRDM's index mappings
+(:mod:`.search`, :mod:`.analysis`).
+
 Admin routes (same token; ``X-Sandbox-Token`` also works while the token is revoked):
 ``GET /_sandbox/stats``, ``POST /_sandbox/stats/reset``, ``GET|PUT /_sandbox/faults``,
 ``GET /_sandbox/records``, ``PUT /_sandbox/token {"valid": false|true}``.

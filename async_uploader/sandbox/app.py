@@ -115,6 +115,11 @@ async def _api_call(
     delay = st.plan.delay_s(global_n, st.config.latency_ms, st.config.jitter_ms)
     if delay > 0:
         await asyncio.sleep(delay)
+    if any(ch in request.raw_path.partition("?")[2] for ch in "'$"):
+        # Werkzeug on the real server refuses a query string with a raw ' or $ (as
+        # observed on InvenioRDM 14.0.5): clients must percent-encode them.
+        message = "Error trying to decode a non urlencoded string."
+        return ApiFailure(400, message).response()
     if st.limiter is not None:
         key = f"{request.remote}|{request.headers.get('User-Agent', '')}"
         rate = st.limiter.hit(key)

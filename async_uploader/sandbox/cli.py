@@ -35,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--community", action="append", default=None, metavar="SLUG", dest="communities"
     )
+    parser.add_argument(
+        "--links-origin",
+        default=None,
+        metavar="URL",
+        help="render links with this scheme://host:port instead of the sandbox's own",
+    )
 
 
 def _config(args: argparse.Namespace) -> SandboxConfig:
@@ -53,6 +59,7 @@ def _config(args: argparse.Namespace) -> SandboxConfig:
         data_dir=args.data_dir,
         index_delay_s=getattr(args, "index_delay", 0.0),
         communities=tuple(args.communities or ("sandbox-community",)),
+        links_origin=getattr(args, "links_origin", None),
     )
 
 
@@ -65,6 +72,8 @@ async def _serve(config: SandboxConfig, host: str, port: int) -> None:
         print(f"sandbox ({config.profile}) listening on {sb.url}", flush=True)
         print(f"API base URL: {sb.url}/api", flush=True)
         print(f"token: {sb.token}", flush=True)  # a throwaway dev-server token, shown on purpose
+        if config.links_origin:
+            print(f"links rendered with origin {config.links_origin}", flush=True)
         await stop.wait()
         print("sandbox stopping", flush=True)
 

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from . import search
+from .analysis import records_index
 from .render import files_list_json, record_json
 from .state import ApiFailure, SandboxState, validation_failure
 from .store import NotFound, Record, Snapshot, now_iso
@@ -16,6 +17,7 @@ from .validation import HardError, load_draft, publish_errors
 from .web_util import base, jresp, not_found, read_json, state
 
 ROUTES: list[tuple[str, str, Any, str]] = []
+MAX_RESULTS = 10_000  # RR default_max_results
 
 
 def route(method: str, path: str, name: str) -> Any:
@@ -235,20 +237,20 @@ def _search(
 ) -> web.Response:
     st = state(request)
     q = request.query.get("q", "")
-    try:
-        match = search.matcher(q)
-    except search.BadQuery:
-        raise ApiFailure(400, "Invalid query string syntax.") from None
+    # unparsable: a multi_match fallback, as on the server
+    match = search.matcher(q, records_index(st.profile.name))
     sort = request.query.get("sort") or ("bestmatch" if q else default)
     if sort not in search.SORTS:
         raise validation_failure([{"field": "sort", "messages": [f"Invalid sort option {sort}."]}])
     size, page = _int_arg(request, "size", 25), _int_arg(request, "page", 1)
-    if size < 1 or page < 1 or size * page > 10_000:
+    # RR Pagination.valid(): the page must start inside the first 10,000 results; the last
+    # page allowed is cut at 10,000 (OpenSearch's max_result_window).
+    if size < 1 or page < 1 or (page - 1) * size >= MAX_RESULTS:
         raise ApiFailure(400, "Invalid pagination parameters.")
     hits = [(r, s) for r, s in pairs if match(r, s)]
     key, reverse = search.sort_key(sort)
     hits.sort(key=key, reverse=reverse)
-    chunk = hits[(page - 1) * size : page * size]
+    chunk = hits[(page - 1) * size : min(page * size, MAX_RESULTS)]
     b = base(request)
 
     def page_url(n: int) -> str:
@@ -257,10 +259,11 @@ def _search(
             args["q"] = q
         return f"{b}{request.path}?{urlencode(args)}"
 
+    # next/prev when that page would be valid against the total (RR results.py pagination)
     links = {"self": page_url(page)}
     if page * size < len(hits):
         links["next"] = page_url(page + 1)
-    if page > 1:
+    if page > 1 and (page - 2) * size < len(hits):
         links["prev"] = page_url(page - 1)
     return jresp(
         {

@@ -52,7 +52,7 @@ async def community_search(request: web.Request) -> web.Response:
             "hits": {"hits": hits, "total": len(hits)},
             "aggregations": {},
             "sortBy": "bestmatch" if q else "newest",
-            "links": {"self": str(request.url)},
+            "links": {"self": f"{base(request)}{request.rel_url}"},
         }
     )
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -44,12 +45,37 @@ class SandboxConfig:
     index_delay_s: float = 0.0
     communities: tuple[str, ...] = ("sandbox-community",)
     max_file_size: int = 10**10
+    # Render every ``links`` URL with this origin ("http://127.0.0.1:8081") instead of the
+    # sandbox's own, while still serving on its own address: lets a test check that a
+    # client does not send its token to a host other than the one it was given.
+    links_origin: str | None = None
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
             raise ValueError(f"unknown profile {self.profile!r} (one of {sorted(PROFILES)})")
         if self.rate_limit:
             parse_limits(self.rate_limit)
+        if self.links_origin is not None:
+            object.__setattr__(self, "links_origin", check_origin(self.links_origin))
+
+
+def check_origin(origin: str) -> str:
+    """``scheme://host[:port]`` without a trailing slash; ValueError for anything else."""
+    parts = urlsplit(origin.rstrip("/"))
+    try:
+        _ = parts.port  # a bad port raises here
+    except ValueError:
+        parts = urlsplit("")
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+    ):
+        raise ValueError(f"links_origin must be scheme://host[:port], not {origin!r}")
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 class ApiFailure(Exception):

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .sanitize import sanitize_metadata
+
 MISSING = "Missing data for required field."
 BAD_DATE = "Please provide a valid date or interval."
 VALIDATION_MESSAGE = "A validation error occurred."
@@ -215,8 +217,9 @@ def clean_metadata(raw: Any, profile: Profile, errors: list[dict[str, Any]]) -> 
         if raw is not None:
             _err(errors, "metadata", "Invalid input type.")
         raw = {}
-    _check_vocabularies(raw)
     meta = copy.deepcopy(raw)
+    sanitize_metadata(meta)  # loading cleans text first; validation sees the cleaned value
+    _check_vocabularies(meta)
     for key in sorted(set(meta) - METADATA_FIELDS):  # v14: a soft error, the key is dropped
         del meta[key]
         _err(errors, f"metadata.{key}", "Unknown field.")
@@ -234,9 +237,13 @@ def clean_metadata(raw: Any, profile: Profile, errors: list[dict[str, Any]]) -> 
     elif not isinstance(title, str):
         meta.pop("title")
         _err(errors, "metadata.title", "Not a valid string.")
-    elif len(title.strip()) < 3:
+    elif len(title) < 3:
         meta.pop("title")
         _err(errors, "metadata.title", "Shorter than minimum length 3.")
+    version = meta.get("version")
+    if isinstance(version, str) and len(version) > 191:
+        meta.pop("version")
+        _err(errors, "metadata.version", "Longer than maximum length 191.")
     date = meta.get("publication_date")
     if date is None:
         _err(errors, "metadata.publication_date", MISSING)

@@ -25,8 +25,10 @@ def state(request: web.Request) -> SandboxState:
 
 
 def base(request: web.Request) -> str:
+    """The origin every rendered link starts with: ``links_origin`` if configured (a test of
+    what a client sends to another host), else the sandbox's own address."""
     st = state(request)
-    return st.base_url or str(request.url.origin())
+    return st.config.links_origin or st.base_url or str(request.url.origin())
 
 
 def jresp(data: Any, status: int = 200, *, etag: int | None = None) -> web.Response:

@@ -96,7 +96,8 @@ def test_rate_limited_server_rarely_refuses(make_records: RecordFactory, tmp_pat
     assert counters["responses_429"] == stats["status_429"]
 
 
-def test_refused_token_stops_after_one_record(make_records: RecordFactory) -> None:
+def test_refused_token_stops_before_any_write(make_records: RecordFactory) -> None:
+    """The state's binding probe (a read of the user's own records) meets the refusal."""
     from async_uploader.sandbox import Sandbox, SandboxConfig
 
     root = make_records(10)
@@ -104,8 +105,8 @@ def test_refused_token_stops_after_one_record(make_records: RecordFactory) -> No
         proc = run_cli(["upload", str(root), "--url", sb.url], token="not-the-token")
         stats = sb.stats()
     assert proc.returncode == 3, proc.stdout + proc.stderr
-    assert stats["requests_per_route"].get("create_draft") == 1
-    assert stats["drafts"] == 0
+    assert stats["requests_per_route"] == {"search_user_records": 1}
+    assert stats["write_requests"] == 0 and stats["drafts"] == 0
     out = proc.stdout + proc.stderr
     assert "token" in out and "Permission denied." in out
 

@@ -169,11 +169,15 @@ def test_a_reset_server_at_the_same_url_is_not_trusted(make_records: RecordFacto
     with Sandbox.in_thread() as sb:
         assert upload(sb, root).returncode == 0
         port = int(sb.url.rsplit(":", 1)[1])
+    extra = root / "2"  # one more folder: the rerun has work, so it asks the server
+    extra.mkdir()
+    (extra / "record_metadata.json").write_text(json.dumps(metadata("Simulation run 2")))
+    (extra / "data.csv").write_bytes(b"x,y\n")
     with Sandbox.in_thread(port=port) as fresh:  # same URL, empty database
         proc = upload(fresh, root)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "reset server" in proc.stderr
-        assert len(fresh.records()) == 2
+        assert len(fresh.records()) == 3
     assert list((root / ".upload_state" / "servers").glob("*.retired-*"))
 
 
@@ -271,4 +275,20 @@ def test_a_link_to_another_origin_is_refused_without_sending_the_token(
     assert foreign_origin.split("//")[1] in proc.stdout + proc.stderr
     assert "not sending the token" in proc.stdout + proc.stderr
     assert _Recorder.seen == []  # nothing at all went there, least of all the token
-    assert len(records) == 1  # the probe record's draft; the batch stopped there
+    assert not any(r["is_published"] for r in records)  # the batch stopped at the links
+
+
+def test_titles_with_apostrophes_and_dollars_are_looked_up(
+    sandbox_thread: Any, make_records: RecordFactory
+) -> None:
+    """The real server refuses a raw ' or $ in a query string (the sandbox does too)."""
+    root = make_records(2)
+    for i, title in enumerate(["Impédance d'une cathode", "Cost in $ per kWh"]):
+        (root / str(i) / "record_metadata.json").write_text(json.dumps(metadata(title)))
+    assert upload(sandbox_thread, root).returncode == 0
+    shutil.rmtree(root / ".upload_state")
+    sandbox_thread.reset_stats()
+    proc = upload(sandbox_thread, root, "-v")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stderr.count("adopting it") == 2
+    assert creates(sandbox_thread) == 0

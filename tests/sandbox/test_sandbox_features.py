@@ -44,8 +44,9 @@ async def test_search_queries_sorting_paging(running: Any) -> None:
         r = await _search(s, t, "/records")
         assert [h["id"] for h in r["hits"]["hits"]] == [ids[2]]
         assert set(r) >= {"hits", "aggregations", "sortBy", "links"}
-        status, reply, _ = await call(s, "GET", f'{t.api}/records?q="unbalanced', t)
-        assert (status, reply["message"]) == (400, "Invalid query string syntax.")
+        # luqum cannot parse a lone quote; InvenioRDM then runs a multi_match of the raw text
+        status, reply, _ = await call(s, "GET", f'{t.api}/records?q="gamma', t)
+        assert status == 200 and [h["id"] for h in reply["hits"]["hits"]] == [ids[2]]
         status, reply, _ = await call(s, "GET", f"{t.api}/records?size=10000&page=2", t)
         assert (status, reply["message"]) == (400, "Invalid pagination parameters.")
 

@@ -54,18 +54,20 @@ def test_key_per_user_and_readable() -> None:
 
 
 @pytest.mark.parametrize(
-    ("stored", "probed", "total", "decision"),
+    ("stored", "probed", "total", "ids", "decision"),
     [
-        (None, None, 0, Binding.KEEP),  # a new state, a user without records
-        (None, "3", 5, Binding.KEEP),  # the user is learned now
-        ("3", "3", 5, Binding.KEEP),
-        ("3", "4", 2, Binding.OTHER_USER),  # another account's token
-        ("3", None, 0, Binding.CHECK),  # ours yet none visible: a reset server?
-        ("3", None, 4, Binding.KEEP),  # records without an owner field: no evidence
+        (None, None, 0, False, Binding.KEEP),  # a new state, a user without records
+        (None, "3", 5, True, Binding.KEEP),  # the user is learned now
+        ("3", "3", 5, True, Binding.KEEP),
+        ("3", "4", 2, True, Binding.OTHER_USER),  # another account's token
+        ("3", None, 0, True, Binding.CHECK),  # ours yet none visible: a reset server?
+        (None, None, 0, True, Binding.CHECK),  # the same before the user was learned
+        ("3", None, 0, False, Binding.KEEP),  # nothing journaled that could be stale
+        ("3", None, 4, True, Binding.KEEP),  # records without an owner field: no evidence
     ],
 )
-def test_bind(stored: str | None, probed: str | None, total: int, decision: str) -> None:
-    assert bind(stored, probed, total) == decision
+def test_bind(stored: str | None, probed: str | None, total: int, ids: bool, decision: str) -> None:
+    assert bind(stored, probed, total, ids) == decision
 
 
 @pytest.mark.parametrize(
