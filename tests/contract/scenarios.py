@@ -526,6 +526,28 @@ async def search_shape(t: Target, s: aiohttp.ClientSession) -> Obs:
     return {"keys": sorted(reply), "total": reply["hits"]["total"]}
 
 
+def phrase(text: str) -> str:
+    """A query-string phrase: backslashes and double quotes escaped, then quoted."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+async def stored_title_cleaned(t: Target, s: aiohttp.ClientSession) -> Obs:
+    """The server stores a cleaned title (ftfy: quotes straightened, ligature and full-width
+    letters folded, trimmed) and search finds it by the cleaned form."""
+    marker = f"bulk:{uuid.uuid4()}"
+    data = body("  \u201cCurly\u201d \ufb01le \uff21\uff22 title ")
+    data["metadata"]["identifiers"] = [{"scheme": "other", "identifier": marker}]
+    draft = await create(t, s, data)
+    stored = draft["metadata"]["title"]  # the differential compares it with the real server's
+    status, got, _ = await call(s, "GET", draft["links"]["self"], t)
+    assert status == 200 and got["metadata"]["title"] == stored, got
+    q = f"metadata.title:{phrase(stored)} AND metadata.identifiers.identifier:{phrase(marker)}"
+    url = URL(f"{t.api}/user/records").with_query(q=q, size=10)
+    reply = await _poll(t, s, str(url), 1)
+    assert [h["id"] for h in reply["hits"]["hits"]] == [draft["id"]], reply["hits"]
+    return {"title": stored, "total": reply["hits"]["total"]}
+
+
 async def _community_uuid(t: Target, s: aiohttp.ClientSession) -> str:
     status, comm, _ = await call(s, "GET", f"{t.api}/communities/{t.community}", t)
     assert status == 200 and comm["slug"] == t.community, comm
@@ -642,6 +664,7 @@ def all_scenarios() -> list[tuple[str, Scenario]]:
             versions_and_files_import,
             edit_published,
             search_shape,
+            stored_title_cleaned,
             review_flow,
             review_decline,
             access_links,

@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.real_invenio.lossy_proxy import LossyProxy
 from tests.real_invenio.real_invenio_env import RealServer
 
 DEFAULT_DIR = "/tmp/async-uploader-real-invenio"
@@ -74,3 +76,11 @@ def real_server() -> RealServer:
         reason = f"real InvenioRDM at {server.url} does not answer (run tests/real_invenio/up.sh)"
         _unavailable(reason, required)
     return server
+
+
+@pytest.fixture
+def lossy_proxy(real_server: RealServer) -> Iterator[LossyProxy]:
+    """A :class:`LossyProxy` in front of the real server on a free port (``.url``); it loses
+    nothing until the test calls ``set_rules([Lose(...)])``, and counts every request."""
+    with LossyProxy(real_server.url) as proxy:
+        yield proxy

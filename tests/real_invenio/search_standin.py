@@ -3,11 +3,14 @@
 No package registry ships an OpenSearch server, so InvenioRDM talks to this endpoint instead.
 It implements the calls InvenioRDM 14 makes (handshake, templates, indices, aliases, document
 writes, bulk, search, count, refresh, delete-by-query) and keeps documents in memory.
+Text fields are matched by analysed tokens as the index's mapping declares (search_query.py),
+and writes become searchable only after a refresh delay, like the engine's refresh interval.
 
-Run: python3 search_standin.py --port 9200 [--log FILE] [--state FILE]
-With --state, documents and aliases are loaded from FILE at start and saved to it every few
-seconds when changed and on SIGTERM/SIGINT, so a restart keeps what the (persistent) database
-has indexed, even after a hard kill (then minus the last seconds).
+Run: python3 search_standin.py --port 9200 [--log FILE] [--state FILE] [--refresh-s 1.0]
+With --state, documents, aliases and mappings are loaded from FILE at start and saved to it
+every few seconds when changed and on SIGTERM/SIGINT, so a restart keeps what the (persistent)
+database has indexed, even after a hard kill (then minus the last seconds).
+With --log, one line per request, plus the body of every search (aggregations by name only).
 """
 
 from __future__ import annotations
@@ -24,42 +27,89 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 # Run as a script, so its own directory is on sys.path.
-from search_query import empty_aggregations, field_values, matches, sort_key_fn
+from search_query import NO_MAPPING, Mapping, empty_aggregations, field_values, matches, sort_key_fn
 
 JSON = dict[str, Any]
+STATE_FORMAT = 2  # 2: mappings kept (analysed text search); older files are not loaded
+DEFAULT_REFRESH_S = 1.0  # OpenSearch's default index.refresh_interval
 
 
 class Store:
-    """Indices, aliases and documents; one lock because the server is threaded."""
+    """Indices, aliases, mappings and documents; one lock because the server is threaded.
 
-    def __init__(self) -> None:
+    ``indices`` holds every document as last written (what ``GET _doc`` sees, like the
+    engine's real-time get); ``searchable`` what searches see. With ``refresh_s`` > 0 a write
+    reaches ``searchable`` only ``refresh_s`` seconds later (OpenSearch refreshes every 1 s
+    by default, so a just-created draft is missing from searches for up to a second), or at
+    once on ``_refresh`` or a ``refresh`` parameter. The delay is the worst case, restarted on
+    every write of the document. Deletes are searchable at once.
+    """
+
+    def __init__(self, refresh_s: float = 0.0) -> None:
         self.lock = threading.RLock()
+        self.refresh_s = refresh_s
         self.indices: dict[str, dict[str, tuple[int, JSON]]] = {}
+        self.searchable: dict[str, dict[str, tuple[int, JSON]]] = {}
+        self.pending: dict[str, dict[str, float]] = {}  # index -> doc id -> visible from
         self.aliases: dict[str, set[str]] = {}
+        self.mapping_bodies: dict[str, JSON] = {}
+        self.mappings: dict[str, Mapping] = {}
         self.version = self.version_saved = 0  # bumped on every request that may change state
 
     def dump(self, path: str) -> None:
         with self.lock:
             self.version_saved = self.version
             data = {
+                "format": STATE_FORMAT,
                 "indices": {
                     i: {d: list(v) for d, v in docs.items()} for i, docs in self.indices.items()
                 },
                 "aliases": {a: sorted(m) for a, m in self.aliases.items()},
+                "mappings": self.mapping_bodies,
             }
         tmp = f"{path}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f)
         os.replace(tmp, path)
 
-    def load(self, path: str) -> None:
+    def load(self, path: str) -> bool:
+        """Read a saved state; False (nothing loaded) if it predates kept mappings, so that
+        up.sh sees the indices missing and rebuilds them with their mappings."""
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
+        if data.get("format") != STATE_FORMAT:
+            return False
         self.indices = {
             i: {d: (int(v[0]), v[1]) for d, v in docs.items()}
             for i, docs in data["indices"].items()
         }
+        self.searchable = {i: dict(docs) for i, docs in self.indices.items()}
+        self.pending = {i: {} for i in self.indices}
         self.aliases = {a: set(m) for a, m in data["aliases"].items()}
+        for index, body in data.get("mappings", {}).items():
+            self.set_mapping(index, body)
+        return True
+
+    def create_index(self, index: str, body: JSON | None = None) -> None:
+        self.indices[index] = {}
+        self.searchable[index] = {}
+        self.pending[index] = {}
+        if body and (body.get("mappings") or body.get("settings")):
+            self.set_mapping(index, body)
+
+    def drop_index(self, index: str) -> None:
+        for table in (self.indices, self.searchable, self.pending, self.mappings):
+            table.pop(index, None)
+        self.mapping_bodies.pop(index, None)
+        for members in self.aliases.values():
+            members.discard(index)
+
+    def set_mapping(self, index: str, body: JSON) -> None:
+        self.mapping_bodies[index] = body
+        self.mappings[index] = Mapping.from_body(body)
+
+    def mapping(self, index: str) -> Mapping:
+        return self.mappings.get(index) or NO_MAPPING
 
     def resolve(self, target: str) -> list[str]:
         """Comma list of indices, aliases or wildcard patterns -> concrete index names."""
@@ -82,8 +132,32 @@ class Store:
         found = self.resolve(target)
         if found:
             return found[0]
-        self.indices[target] = {}  # like the engine: writing to a missing index creates it
+        self.create_index(target)  # like the engine: writing to a missing index creates it
         return target
+
+    def write(self, index: str, doc_id: str, version: int, source: JSON, refresh: bool) -> None:
+        """Write a document; searchable now or after the refresh delay."""
+        self.indices[index][doc_id] = (version, source)
+        if refresh or self.refresh_s <= 0:
+            self.searchable.setdefault(index, {})[doc_id] = (version, source)
+            self.pending.setdefault(index, {}).pop(doc_id, None)
+        else:
+            self.pending.setdefault(index, {})[doc_id] = time.monotonic() + self.refresh_s
+
+    def remove(self, index: str, doc_id: str) -> bool:
+        self.searchable.get(index, {}).pop(doc_id, None)
+        self.pending.get(index, {}).pop(doc_id, None)
+        return self.indices[index].pop(doc_id, None) is not None
+
+    def refresh(self, indices: list[str] | None = None) -> None:
+        """Make due writes searchable (all pending writes of ``indices`` when given)."""
+        now = time.monotonic()
+        for index in list(self.pending) if indices is None else indices:
+            pending = self.pending.get(index) or {}
+            for doc_id in [d for d, due in pending.items() if indices is not None or due <= now]:
+                del pending[doc_id]
+                if doc_id in self.indices.get(index, {}):
+                    self.searchable.setdefault(index, {})[doc_id] = self.indices[index][doc_id]
 
     def put_doc(self, target: str, doc_id: str, source: JSON, params: dict[str, str]) -> JSON:
         index = self.write_index(target)
@@ -95,14 +169,19 @@ class Store:
             raise Conflict(index, doc_id, old[0])
         if old and vtype == "external_gte" and version < old[0]:
             raise Conflict(index, doc_id, old[0])
-        docs[doc_id] = (version, source)
+        self.write(index, doc_id, version, source, _wants_refresh(params))
         return _doc_result(index, doc_id, version, "updated" if old else "created")
 
     def delete_doc(self, target: str, doc_id: str) -> tuple[int, JSON]:
         for index in self.resolve(target):
-            if self.indices[index].pop(doc_id, None) is not None:
+            if self.remove(index, doc_id):
                 return 200, _doc_result(index, doc_id, 1, "deleted")
         return 404, _doc_result(target, doc_id, 1, "not_found")
+
+
+def _wants_refresh(params: dict[str, str]) -> bool:
+    """``?refresh``, ``?refresh=true`` and ``?refresh=wait_for`` all mean: searchable now."""
+    return "refresh" in params and params["refresh"] in ("", "true", "wait_for")
 
 
 class Conflict(Exception):
@@ -150,8 +229,8 @@ ACK = {"acknowledged": True}
 class Engine:
     """Maps (method, path, params, body) to (status, JSON) using a Store."""
 
-    def __init__(self) -> None:
-        self.store = Store()
+    def __init__(self, refresh_s: float = 0.0) -> None:
+        self.store = Store(refresh_s)
 
     def handle(self, method: str, path: str, params: dict[str, str], body: bytes) -> Any:
         parts = [unquote(p) for p in path.strip("/").split("/") if p]
@@ -188,7 +267,7 @@ class Engine:
         if op in ("_doc", "_create") and len(p) >= 3:
             return self._doc_op(method, target, p[2], params, body)
         if op == "_update" and len(p) >= 3:
-            return self._update(target, p[2], body)
+            return self._update(target, p[2], body, _wants_refresh(params))
         if op in ("_alias", "_aliases"):
             if len(p) == 3 and method in ("PUT", "POST"):
                 for index in s.resolve(target):
@@ -205,14 +284,24 @@ class Engine:
             hits = self._matching(target, _json(body).get("query"))
             return 200, {"count": len(hits), "_shards": {"total": 1, "successful": 1}}
         if op == "_refresh":
+            s.refresh(s.resolve(target))
             return 200, {"_shards": {"total": 1, "successful": 1, "failed": 0}}
         if op == "_bulk":
             return self._bulk(target, body, params)
         if op == "_delete_by_query":
             hits = self._matching(target, _json(body).get("query"))
             for index, doc_id, _v, _src in hits:
-                s.indices[index].pop(doc_id, None)
+                s.remove(index, doc_id)
             return 200, {"deleted": len(hits), "total": len(hits), "failures": []}
+        if op == "_mapping" and method in ("PUT", "POST"):
+            for index in s.resolve(target):  # merge new properties into the kept mapping
+                old = s.mapping_bodies.get(index, {})
+                props = {**old.get("mappings", {}).get("properties", {})}
+                props.update(_json(body).get("properties", {}))
+                s.set_mapping(
+                    index, {**old, "mappings": {**old.get("mappings", {}), "properties": props}}
+                )
+            return 200, ACK
         if op in ("_mapping", "_settings"):
             return 200, ACK if method in ("PUT", "POST") else {}
         return _error(400, "illegal_argument_exception", f"stand-in: unsupported {method} {p}")
@@ -227,15 +316,13 @@ class Engine:
         if method == "PUT":
             if target in s.indices:
                 return _error(400, "resource_already_exists_exception", target)
-            s.indices[target] = {}
+            s.create_index(target, _json(body))
             for alias in _json(body).get("aliases", {}):
                 s.aliases.setdefault(alias, set()).add(target)
             return 200, {**ACK, "shards_acknowledged": True, "index": target}
         if method == "DELETE":
             for index in s.resolve(target):
-                s.indices.pop(index, None)
-                for members in s.aliases.values():
-                    members.discard(index)
+                s.drop_index(index)
             return 200, ACK
         return _error(400, "illegal_argument_exception", f"stand-in: {method} /{target}")
 
@@ -260,13 +347,13 @@ class Engine:
                 }
         return 404, {"_index": target, "_id": doc_id, "found": False}
 
-    def _update(self, target: str, doc_id: str, body: bytes) -> Any:
+    def _update(self, target: str, doc_id: str, body: bytes, refresh: bool = False) -> Any:
         s = self.store
         for index in s.resolve(target):
             if doc_id in s.indices[index]:
                 version, source = s.indices[index][doc_id]
                 source = {**source, **_json(body).get("doc", {})}
-                s.indices[index][doc_id] = (version + 1, source)
+                s.write(index, doc_id, version + 1, source, refresh)
                 return 200, _doc_result(index, doc_id, version + 1, "updated")
         return _error(404, "document_missing_exception", f"[{doc_id}]: document missing")
 
@@ -278,6 +365,8 @@ class Engine:
             action, meta = next(iter(action_line.items()))
             target, doc_id = meta.get("_index", default or ""), str(meta.get("_id"))
             doc_params = {k: str(meta[k]) for k in ("version", "version_type") if k in meta}
+            if _wants_refresh(params):
+                doc_params["refresh"] = "true"
             try:
                 if action == "delete":
                     status, result = self.store.delete_doc(target, doc_id)
@@ -285,7 +374,9 @@ class Engine:
                 else:
                     source = json.loads(lines[i + 1])
                     if action == "update":
-                        status, result = self._update(target, doc_id, lines[i + 1].encode())
+                        status, result = self._update(
+                            target, doc_id, lines[i + 1].encode(), _wants_refresh(params)
+                        )
                     else:
                         result = self.store.put_doc(target, doc_id, source, doc_params)
                         status = 201 if result["result"] == "created" else 200
@@ -329,16 +420,19 @@ class Engine:
 
     def _matching(self, target: str, query: JSON | None) -> list[tuple[str, str, int, JSON]]:
         out = []
+        self.store.refresh()  # writes whose delay has passed become searchable
         for index in self.store.resolve(target):
-            for doc_id, (version, source) in self.store.indices[index].items():
-                if matches(query, doc_id, source):
+            mapping = self.store.mapping(index)
+            for doc_id, (version, source) in self.store.searchable.get(index, {}).items():
+                if matches(query, doc_id, source, mapping):
                     out.append((index, doc_id, version, source))
         return out
 
     def _search(self, target: str, body: JSON, params: dict[str, str]) -> JSON:
         hits = self._matching(target, body.get("query"))
         if body.get("post_filter"):
-            hits = [h for h in hits if matches(body["post_filter"], h[1], h[3])]
+            post = body["post_filter"]
+            hits = [h for h in hits if matches(post, h[1], h[3], self.store.mapping(h[0]))]
         for field, desc in reversed(sort_key_fn(body.get("sort") or params.get("sort") or [])):
             present = [h for h in hits if field_values(h[3], field)]
             absent = [h for h in hits if not field_values(h[3], field)]
@@ -406,6 +500,8 @@ class Handler(BaseHTTPRequestHandler):
                 file=self.log_file,
                 flush=True,
             )
+            if url.path.endswith(("/_search", "/_count")) and body.strip():
+                print(f"    body: {_loggable(body)}", file=self.log_file, flush=True)
 
     def _body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -424,6 +520,19 @@ class Handler(BaseHTTPRequestHandler):
         return
 
 
+def _loggable(body: bytes) -> str:
+    """A search body for the log: everything but the aggregations' definitions (names only),
+    so the log shows the exact query the server built."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body[:2000].decode("utf-8", "replace")
+    for key in ("aggs", "aggregations"):
+        if isinstance(data, dict) and isinstance(data.get(key), dict):
+            data[key] = sorted(data[key])
+    return json.dumps(data, ensure_ascii=False, sort_keys=True)
+
+
 def autosave(store: Store, path: str, every: float = 5.0) -> None:
     while True:
         time.sleep(every)
@@ -437,10 +546,17 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=9200)
     parser.add_argument("--log", help="append one line per request to this file")
     parser.add_argument("--state", help="load documents from / save them to this JSON file")
+    parser.add_argument(
+        "--refresh-s",
+        type=float,
+        default=float(os.environ.get("REAL_INVENIO_SEARCH_REFRESH_S", DEFAULT_REFRESH_S)),
+        help="seconds before a write is searchable (default: $REAL_INVENIO_SEARCH_REFRESH_S "
+        f"or {DEFAULT_REFRESH_S}, OpenSearch's refresh interval); 0: at once",
+    )
     args = parser.parse_args()
-    Handler.engine = Engine()
-    if args.state and os.path.exists(args.state):
-        Handler.engine.store.load(args.state)
+    Handler.engine = Engine(args.refresh_s)
+    if args.state and os.path.exists(args.state) and not Handler.engine.store.load(args.state):
+        print(f"{args.state}: older state format, not loaded (reindex needed)", flush=True)
     if args.log:
         Handler.log_file = open(args.log, "a", encoding="utf-8")  # noqa: SIM115
     server = ThreadingHTTPServer((args.host, args.port), Handler)

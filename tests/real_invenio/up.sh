@@ -10,7 +10,8 @@
 # State (venv, PostgreSQL data, files, logs, pids) lives in ${REAL_INVENIO_DIR}; the tests read
 # ${REAL_INVENIO_DIR}/server.env (URL, tokens, community slugs; mode 600, never printed).
 # Ports (loopback only): HTTP 5000, PostgreSQL 54329, Redis 56379, search stand-in 59200;
-# override with REAL_INVENIO_{HTTP,PG,REDIS,SEARCH}_PORT. Needs root (apt-get, postgres user)
+# override with REAL_INVENIO_{HTTP,PG,REDIS,SEARCH}_PORT. REAL_INVENIO_SEARCH_REFRESH_S (default
+# 1.0) delays search visibility of writes like OpenSearch's refresh interval (0: at once). Needs root (apt-get, postgres user)
 # or an already-installed PostgreSQL + Redis when run as another user.
 set -euo pipefail
 
@@ -21,6 +22,8 @@ PG_PORT=${REAL_INVENIO_PG_PORT:-54329}
 REDIS_PORT=${REAL_INVENIO_REDIS_PORT:-56379}
 SEARCH_PORT=${REAL_INVENIO_SEARCH_PORT:-59200}
 RATELIMIT=${REAL_INVENIO_RATELIMIT:-}
+# Seconds before a write to the search stand-in is searchable (OpenSearch's refresh interval).
+SEARCH_REFRESH_S=${REAL_INVENIO_SEARCH_REFRESH_S:-1.0}
 RDM_SPEC="invenio-app-rdm[opensearch2]==14.0.5"
 LOCK="$HERE/requirements.lock"
 VENV="$STATE/venv"
@@ -153,14 +156,24 @@ step_redis() {
     tail -20 "$LOGS/redis.log" >&2; return 1
 }
 
+search_conf() {  # what the running stand-in was started with: refresh delay and code version
+    echo "refresh=$SEARCH_REFRESH_S code=$(cat "$HERE"/search_*.py | sha256sum | cut -c1-16)"
+}
+
 start_search() {
     if [[ "$(http_status "http://127.0.0.1:$SEARCH_PORT/")" == 200 ]]; then
-        log "search stand-in already running"; return
+        if [[ "$(cat "$STATE/search.conf" 2>/dev/null)" == "$(search_conf)" ]]; then
+            log "search stand-in already running"; return
+        fi
+        # New code or another refresh delay: restart (SIGTERM saves the documents first).
+        log "search stand-in: restarting ($(search_conf))"
+        stop_pidfile "$STATE/search.pid" search_standin.py
     fi
     if port_busy "$SEARCH_PORT"; then echo "port $SEARCH_PORT is taken (set REAL_INVENIO_SEARCH_PORT)" >&2; return 1; fi
     nohup python3 "$HERE/search_standin.py" --port "$SEARCH_PORT" --log "$LOGS/search-requests.log" \
-        --state "$STATE/search-state.json" >>"$LOGS/search.log" 2>&1 &
+        --state "$STATE/search-state.json" --refresh-s "$SEARCH_REFRESH_S" >>"$LOGS/search.log" 2>&1 &
     echo $! >"$STATE/search.pid"
+    search_conf >"$STATE/search.conf"
     for _ in $(seq 100); do
         [[ "$(http_status "http://127.0.0.1:$SEARCH_PORT/")" == 200 ]] && return
         sleep 0.1
