@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import anyio
 import pytest
@@ -18,7 +19,9 @@ pytestmark = pytest.mark.anyio
 
 
 async def _search(s: Any, t: Target, path: str = "/user/records", **query: Any) -> Any:
-    status, reply, _ = await call(s, "GET", str(URL(f"{t.api}{path}").with_query(query)), t)
+    # Fully percent-encoded, as the uploader sends it: a raw ' is refused (as on the server).
+    encoded = urlencode({k: str(v) for k, v in query.items()}, quote_via=quote, safe="")
+    status, reply, _ = await call(s, "GET", URL(f"{t.api}{path}?{encoded}", encoded=True), t)
     assert status == 200, reply
     return reply
 
@@ -244,3 +247,16 @@ async def test_deleted_draft_leaves_search_at_once(running: Any) -> None:
         status, _, _ = await call(s, "DELETE", gone["links"]["self"], t)
         assert status == 204
         assert await _ids(s, t, "draft") == {keep["id"]}
+
+
+async def test_raw_apostrophe_or_dollar_in_a_query_is_refused_as_on_the_server(
+    running: Any,
+) -> None:
+    async with running() as (sb, s):
+        t = Target(sb.url, sb.token)
+        for raw in ("q=d'une", "q=%24x$"):
+            url = URL(f"{t.api}/user/records?{raw}", encoded=True)
+            status, reply, _ = await call(s, "GET", url, t)
+            assert status == 400 and reply["message"].startswith("Error trying to decode"), raw
+        url = URL(f"{t.api}/user/records?q=d%27une%20%24x", encoded=True)
+        assert (await call(s, "GET", url, t))[0] == 200
