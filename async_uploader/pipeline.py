@@ -43,7 +43,7 @@ from .preflight import bind_user, known_ids, look_up
 from .ratelimit import RateLimiter, RatePolicy
 from .record import RecordJob
 from .results import BatchResult, Counters, FileResult, Outcome, RecordResult
-from .state import journal_for, migrate_v1, remember_owner, reset_sandbox, server_key
+from .state import journal_for, migrate_v1, remember_owner, reset_sandbox, server_folder
 from .statelock import StateLock
 from .validate import ValidRecord, validate_all
 
@@ -159,7 +159,7 @@ def open_journal(config: UploadConfig, root: Path, reporter: Reporter) -> Journa
     """This server's journal in the state root (first-layout entries moved in)."""
     if config.ephemeral_server:
         return journal_for(reset_sandbox(root))
-    folder = root / "servers" / server_key(config.base_url)
+    folder = server_folder(root, config.base_url)
     old = [root, config.links_path.parent / ".upload_state"]
     moved = migrate_v1(old, folder, config.api_url)
     if moved:

@@ -82,6 +82,11 @@ def server_key(base_url: str, user: str | None = None) -> str:
     return key if user is None else f"{key}@user-{re.sub(r'[^A-Za-z0-9]', '_', user)}"
 
 
+def server_folder(root: Path, base_url: str) -> Path:
+    """The journal folder of ``base_url`` in the state root ``root``."""
+    return root / "servers" / server_key(base_url)
+
+
 @dataclass(frozen=True)
 class ServerInfo:
     url: str

@@ -17,6 +17,7 @@ from async_uploader import Outcome, UploadConfig, upload_records_sync
 from async_uploader.discover import discover
 from async_uploader.journal import PUBLISHED, FileState, Journal, RecordState
 from async_uploader.plan import fingerprint
+from async_uploader.state import server_folder
 from async_uploader.validate import ValidationLimits, validate_all
 
 from .harness import ROOT, SandboxProcess, Stopwatch, make_records, sandbox
@@ -35,7 +36,7 @@ def build_finished_batch(root: Path, n: int, state_dir: Path, url: str) -> int:
     valid, invalid = validate_all(discover(root), ValidationLimits())
     if invalid:
         raise RuntimeError(f"{len(invalid)} generated folders are invalid: {invalid[0][1]}")
-    journal = Journal(state_dir)
+    journal = Journal(server_folder(state_dir, url))
     for i, record in enumerate(valid):
         rid = f"rec{i:05d}"
         files = {

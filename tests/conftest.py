@@ -59,9 +59,9 @@ RecordFactory = Callable[..., Path]
 
 def journal_dir(root: Path, url: str) -> Path:
     """Where a run against ``url`` keeps the journal of the records folder ``root``."""
-    from async_uploader.state import server_key
+    from async_uploader.state import server_folder
 
-    return root / ".upload_state" / "servers" / server_key(url)
+    return server_folder(root / ".upload_state", url)
 
 
 def filler(size: int, seed: int = 0) -> bytes:
