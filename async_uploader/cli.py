@@ -315,11 +315,11 @@ async def cmd_status(args: argparse.Namespace) -> int:
     else:
         config = config_from(args, "http://127.0.0.1", "-")
         client_ctx = contextlib.nullcontext()
-    folders = server_folders(config.state_path, args.url)
-    if len(folders) > 1:
-        names = ", ".join(p.name for p in folders)
+    journals = server_folders(config.state_path, args.url)
+    if len(journals) > 1:
+        names = ", ".join(p.name for p in journals)
         raise ConfigError(f"the state holds journals for several servers ({names}): pass --url")
-    journal = Journal(folders[0]) if folders else None
+    journal = Journal(journals[0]) if journals else None
     async with client_ctx as client:
         for record in valid:
             state, warning = journal.load(record.folder.name) if journal else (None, None)

@@ -283,21 +283,14 @@ class InvenioClient:
 
     def redirected(self, resp: Response) -> ApiError:
         target = resp.headers.get("Location", "")
+        cls: type[ApiError] = PermanentApiError
+        text = f"{resp.method} redirected to {target or '(no Location)'}; redirects are not "
+        text += "followed (use the final URL as --url)"
         if target and origin_of(target) not in ("", self.origin):
-            return UnsafeLink(
-                f"the server redirected to {origin_of(target)}, not to {self.origin} (--url); "
-                "not following it with the token",
-                method=resp.method,
-                url=resp.url,
-                status=resp.status,
-            )
-        return PermanentApiError(
-            f"{resp.method} redirected to {target or '(no Location)'}; redirects are not "
-            "followed (use the final URL as --url)",
-            method=resp.method,
-            url=resp.url,
-            status=resp.status,
-        )
+            cls = UnsafeLink
+            text = f"the server redirected to {origin_of(target)}, not to {self.origin} "
+            text += "(--url); not following it with the token"
+        return cls(text, method=resp.method, url=resp.url, status=resp.status)
 
     def error_for(self, resp: Response) -> ApiError:
         """The error for a refused request, with the server's own words."""

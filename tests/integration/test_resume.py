@@ -96,7 +96,8 @@ def test_lost_responses_on_create_and_publish(make_records: RecordFactory) -> No
             {"route": "publish", "kind": "lose_response", "probability": 0.4},
         ],
     }
-    with Sandbox.in_thread(SandboxConfig(faults=plan)) as sb:
+    # A realistic index refresh (1 s): the lost draft shows up only to the patient search.
+    with Sandbox.in_thread(SandboxConfig(faults=plan, index_delay_s=1.0)) as sb:
         proc = run_cli(["upload", str(root), "--url", sb.url, "-v"], token=sb.token)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         fired = sb.stats()["faults_per_kind"]
@@ -147,7 +148,8 @@ def test_same_titled_folders_never_share_a_draft(make_records: RecordFactory) ->
         "rules": [{"route": "create_draft", "kind": "lose_response", "probability": 0.5}],
     }
     # Slow enough that siblings are still drafts when a lost create searches for its own.
-    with Sandbox.in_thread(SandboxConfig(faults=plan, latency_ms=50, jitter_ms=50)) as sb:
+    config = SandboxConfig(faults=plan, latency_ms=50, jitter_ms=50, index_delay_s=1.0)
+    with Sandbox.in_thread(config) as sb:
         proc = run_cli(["upload", str(root), "--url", sb.url, "-v"], token=sb.token)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         records = sb.records()

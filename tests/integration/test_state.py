@@ -292,3 +292,30 @@ def test_titles_with_apostrophes_and_dollars_are_looked_up(
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stderr.count("adopting it") == 2
     assert creates(sandbox_thread) == 0
+
+
+def test_a_redirect_to_another_origin_is_not_followed(
+    make_records: RecordFactory, foreign_origin: str
+) -> None:
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", f"{foreign_origin}{self.path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        proc = run_cli(["upload", str(make_records(1)), "--url", url], token="secret-token")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "redirected to" in proc.stdout and "not following it" in proc.stdout
+    assert "secret-token" not in proc.stdout + proc.stderr
+    assert _Recorder.seen == []

@@ -18,6 +18,7 @@ import aiohttp
 import anyio
 import pytest
 
+from tests.conftest import metadata
 from tests.real_invenio.helpers import db_titles, psql
 from tests.real_invenio.lossy_proxy import Lose, LossyProxy
 from tests.real_invenio.real_invenio_env import RealServer
@@ -28,18 +29,7 @@ CREATE = "/api/records"
 
 
 def draft_body(title: str) -> dict[str, Any]:
-    return {
-        "access": {"record": "public", "files": "public"},
-        "files": {"enabled": True},
-        "metadata": {
-            "resource_type": {"id": "dataset"},
-            "title": title,
-            "publication_date": "2024-05-14",
-            "creators": [
-                {"person_or_org": {"type": "personal", "given_name": "Ada", "family_name": "L"}}
-            ],
-        },
-    }
+    return metadata(title)
 
 
 async def create(

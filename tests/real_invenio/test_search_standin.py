@@ -20,6 +20,7 @@ import aiohttp
 import anyio
 import pytest
 
+from tests.conftest import metadata
 from tests.real_invenio.real_invenio_env import RealServer
 
 sys.path.insert(0, str(Path(__file__).parent))  # the stand-in's modules import each other flat
@@ -113,18 +114,7 @@ def test_records_index_folds_and_strips_punctuation() -> None:
 
 
 async def _create(session: aiohttp.ClientSession, server: RealServer, title: str) -> Any:
-    body = {
-        "access": {"record": "public", "files": "public"},
-        "files": {"enabled": False},
-        "metadata": {
-            "resource_type": {"id": "dataset"},
-            "title": title,
-            "publication_date": "2024-05-14",
-            "creators": [
-                {"person_or_org": {"type": "personal", "given_name": "Ada", "family_name": "L"}}
-            ],
-        },
-    }
+    body = {**metadata(title), "files": {"enabled": False}}
     url = f"{server.api}/records"
     async with session.post(url, json=body, headers=server.headers()) as resp:
         assert resp.status == 201
