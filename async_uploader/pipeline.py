@@ -23,7 +23,13 @@ import anyio
 from .client import InvenioClient
 from .config import USER_AGENT, ShareMode, UploadConfig
 from .discover import RecordFolder, discover
-from .errors import BatchFatal, CommunityNotFound, JournalWriteFailed, UploaderError
+from .errors import (
+    BatchFatal,
+    CommunityNotFound,
+    JournalWriteFailed,
+    StateLocked,
+    UploaderError,
+)
 from .events import (
     BatchDone,
     BatchStarted,
@@ -353,7 +359,12 @@ async def run_all(
     async def keep_lock() -> None:
         while lock is not None:  # a lock file on a file system without flock: stay fresh
             await anyio.sleep(lock.refresh_interval)
-            await anyio.to_thread.run_sync(lock.refresh)
+            try:
+                await anyio.to_thread.run_sync(lock.refresh)
+            except StateLocked as exc:  # taken over as stale: finish what runs, start nothing
+                run.emit(Notice(None, str(exc)))
+                stop.set()
+                return
 
     async with anyio.create_task_group() as outer:
         outer.start_soon(grace_watch)
