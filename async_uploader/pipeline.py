@@ -22,7 +22,6 @@ import anyio
 
 from .client import InvenioClient
 from .config import USER_AGENT, ShareMode, UploadConfig
-from .discover import RecordFolder, discover
 from .errors import (
     BatchFatal,
     CommunityNotFound,
@@ -41,17 +40,18 @@ from .events import (
     Reporter,
     no_reporter,
 )
-from .journal import UNKNOWN, EntryTooNew, Journal, RecordState
+from .journal import UNKNOWN, Journal, RecordState
 from .links import write_links, write_report
 from .match import Hit, clean_text
-from .plan import Action, fingerprint, plan_record, unchanged_since_done
-from .preflight import bind_user, known_ids, look_up
+from .plan import Action, fingerprint, plan_record
+from .preflight import open_journal, preflight
+from .prepare import Prepared, prepare, skipped
 from .ratelimit import RateLimiter, RatePolicy
 from .record import RecordJob
-from .results import BatchResult, Counters, FileResult, Outcome, RecordResult
-from .state import journal_for, migrate_v1, remember_owner, reset_sandbox, server_folder
+from .results import BatchResult, Counters, Outcome, RecordResult
+from .state import remember_owner
 from .statelock import StateLock
-from .validate import ValidRecord, validate_all
+from .validate import ValidRecord
 
 
 @dataclass
@@ -118,109 +118,6 @@ class Run:
                     resp = replace(resp, status=200, data=match[0])
                 self._community = str(resp.obj["id"])
             return self._community
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """What the batch knows before the first request: every folder's fate or its job."""
-
-    folders: tuple[RecordFolder, ...]
-    settled: dict[str, RecordResult]  # skipped (done, unchanged) and invalid folders
-    todo: tuple[tuple[ValidRecord, RecordState | None, str | None], ...]  # record, state, warning
-    states: dict[str, RecordState]  # latest known journal state per folder
-
-
-def prepare(config: UploadConfig, journal: Journal) -> Prepared:
-    """Discover, read the journal, validate what is left: all local, no network.
-
-    Finished, unchanged folders are settled first, without validation: that keeps the
-    rerun of a finished 10,000-record batch to file-system reads.
-    """
-    folders = discover(config.records_dir, include=config.include, exclude=config.exclude)
-    settled: dict[str, RecordResult] = {}
-    states: dict[str, RecordState] = {}
-    loaded: dict[str, tuple[RecordState | None, str | None]] = {}
-    for folder in folders:
-        try:
-            loaded[folder.name] = journal.load(folder.name)
-        except EntryTooNew as exc:
-            settled[folder.name] = RecordResult(folder.name, Outcome.FAILED, error=str(exc))
-            continue
-        state = loaded[folder.name][0]
-        if state is not None:
-            states[folder.name] = state
-            if unchanged_since_done(folder, state):
-                settled[folder.name] = skipped(state)
-    rest = [f for f in folders if f.name not in settled]
-    valid, invalid = validate_all(rest, config.limits)
-    for folder, problems in invalid:
-        settled[folder.name] = RecordResult(
-            folder.name, Outcome.INVALID, error="; ".join(str(p) for p in problems)
-        )
-    todo = tuple((r, *loaded[r.folder.name]) for r in valid)
-    return Prepared(tuple(folders), settled, todo, states)
-
-
-def open_journal(config: UploadConfig, root: Path, reporter: Reporter) -> Journal:
-    """This server's journal in the state root (first-layout entries moved in)."""
-    if config.ephemeral_server:
-        return journal_for(reset_sandbox(root))
-    folder = server_folder(root, config.base_url)
-    old = [root, config.links_path.parent / ".upload_state"]
-    moved = migrate_v1(old, folder, config.api_url)
-    if moved:
-        reporter(
-            Notice(
-                None,
-                f"moved {len(moved)} journal entries of the previous format into {folder}",
-            )
-        )
-    return journal_for(folder)
-
-
-async def preflight(
-    client: InvenioClient,
-    config: UploadConfig,
-    journal: Journal,
-    prep: Prepared,
-    reporter: Reporter,
-) -> tuple[Journal, Prepared, dict[str, tuple[Hit, ...]]]:
-    """Bind the state to the token's user, then look up the folders the journal does not
-    know (see ``preflight.py``). Read-only; runs only when there is something to do."""
-
-    def notice(message: str) -> None:
-        reporter(Notice(None, message))
-
-    journal, rebound, total = await bind_user(
-        client, config, journal, known_ids(prep.states), notice
-    )
-    if rebound:
-        prep = await anyio.to_thread.run_sync(prepare, config, journal)
-    unknown = {
-        r.folder.name: r.title
-        for r, state, warning in prep.todo
-        if warning is not None or (state is None and not config.new_batch)
-    }
-    if total == 0 or not unknown:
-        return journal, prep, {}
-    found, error = await look_up(client, unknown)
-    if error is None:
-        return journal, prep, found
-    settled = dict(prep.settled)
-    for name in unknown:
-        settled[name] = RecordResult(
-            name,
-            Outcome.FAILED,
-            error=f"could not check the server for this folder's record, so none was "
-            f"created (rerun; or --new-batch when none can exist): {error}",
-        )
-    todo = tuple(t for t in prep.todo if t[0].folder.name not in unknown)
-    return journal, replace(prep, settled=settled, todo=todo), {}
-
-
-def skipped(state: RecordState) -> RecordResult:
-    files = tuple(FileResult(f.key, f.size, f.md5) for f in state.files.values())
-    return RecordResult(state.folder, Outcome.SKIPPED, state.draft_id, state.record_url, files)
 
 
 async def upload_records(

@@ -1,7 +1,8 @@
 """Before the first record starts: whose state this is, and what the server already holds.
 
-Two checks, both read-only and skipped when nothing is left to do (a finished rerun sends no
-request at all):
+First the journal of this server is opened (``open_journal``: entries of the first layout
+moved in). Then two checks, both read-only and skipped when nothing is left to do (a
+finished rerun sends no request at all):
 
 1. **Bind the state to the user** (``bind_user``): one ``GET /api/user/records?size=1`` gives
    the token's own record count and, from the newest record, the owner's id. Entries of
@@ -15,13 +16,20 @@ request at all):
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import anyio
 
 from .client import InvenioClient
 from .config import UploadConfig
 from .errors import BatchFatal, UploaderError, first_error
+from .events import Notice, Reporter
 from .journal import Journal, RecordState
 from .match import Hit
+from .prepare import Prepared, prepare
 from .reconcile import lookup
+from .results import Outcome, RecordResult
 from .state import (
     Binding,
     ServerInfo,
@@ -29,9 +37,12 @@ from .state import (
     canonical_url,
     has_entries,
     journal_for,
+    migrate_v1,
     owner_of,
     read_info,
+    reset_sandbox,
     retire,
+    server_folder,
     server_key,
     write_info,
 )
@@ -108,3 +119,60 @@ def known_ids(states: dict[str, RecordState]) -> list[str]:
     """One journaled record id to look up when the server shows none of ours."""
     newest = has_entries(states)
     return [newest.draft_id] if newest and newest.draft_id else []
+
+
+def open_journal(config: UploadConfig, root: Path, reporter: Reporter) -> Journal:
+    """This server's journal in the state root (first-layout entries moved in)."""
+    if config.ephemeral_server:
+        return journal_for(reset_sandbox(root))
+    folder = server_folder(root, config.base_url)
+    old = [root, config.links_path.parent / ".upload_state"]
+    moved = migrate_v1(old, folder, config.api_url)
+    if moved:
+        reporter(
+            Notice(
+                None,
+                f"moved {len(moved)} journal entries of the previous format into {folder}",
+            )
+        )
+    return journal_for(folder)
+
+
+async def preflight(
+    client: InvenioClient,
+    config: UploadConfig,
+    journal: Journal,
+    prep: Prepared,
+    reporter: Reporter,
+) -> tuple[Journal, Prepared, dict[str, tuple[Hit, ...]]]:
+    """Bind the state to the token's user, then look up the folders the journal does not
+    know. Read-only; runs only when there is something to do."""
+
+    def notice(message: str) -> None:
+        reporter(Notice(None, message))
+
+    journal, rebound, total = await bind_user(
+        client, config, journal, known_ids(prep.states), notice
+    )
+    if rebound:
+        prep = await anyio.to_thread.run_sync(prepare, config, journal)
+    unknown = {
+        r.folder.name: r.title
+        for r, state, warning in prep.todo
+        if warning is not None or (state is None and not config.new_batch)
+    }
+    if total == 0 or not unknown:
+        return journal, prep, {}
+    found, error = await look_up(client, unknown)
+    if error is None:
+        return journal, prep, found
+    settled = dict(prep.settled)
+    for name in unknown:
+        settled[name] = RecordResult(
+            name,
+            Outcome.FAILED,
+            error=f"could not check the server for this folder's record, so none was "
+            f"created (rerun; or --new-batch when none can exist): {error}",
+        )
+    todo = tuple(t for t in prep.todo if t[0].folder.name not in unknown)
+    return journal, replace(prep, settled=settled, todo=todo), {}

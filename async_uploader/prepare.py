@@ -1,0 +1,64 @@
+"""The local half of a batch: discover, read the journal, validate. No network.
+
+``prepare`` decides what every folder's fate is before the first request: finished,
+unchanged folders are settled from file stats and the journal alone (so the rerun of a
+finished 10,000-record batch reads no data file), invalid ones are reported, the rest become
+the batch's work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import UploadConfig
+from .discover import RecordFolder, discover
+from .journal import EntryTooNew, Journal, RecordState
+from .plan import unchanged_since_done
+from .results import FileResult, Outcome, RecordResult
+from .validate import ValidRecord, validate_all
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the batch knows before the first request: every folder's fate or its job."""
+
+    folders: tuple[RecordFolder, ...]
+    settled: dict[str, RecordResult]  # skipped (done, unchanged) and invalid folders
+    todo: tuple[tuple[ValidRecord, RecordState | None, str | None], ...]  # record, state, warning
+    states: dict[str, RecordState]  # latest known journal state per folder
+
+
+def prepare(config: UploadConfig, journal: Journal) -> Prepared:
+    """Discover, read the journal, validate what is left: all local, no network.
+
+    Finished, unchanged folders are settled first, without validation: that keeps the
+    rerun of a finished 10,000-record batch to file-system reads.
+    """
+    folders = discover(config.records_dir, include=config.include, exclude=config.exclude)
+    settled: dict[str, RecordResult] = {}
+    states: dict[str, RecordState] = {}
+    loaded: dict[str, tuple[RecordState | None, str | None]] = {}
+    for folder in folders:
+        try:
+            loaded[folder.name] = journal.load(folder.name)
+        except EntryTooNew as exc:
+            settled[folder.name] = RecordResult(folder.name, Outcome.FAILED, error=str(exc))
+            continue
+        state = loaded[folder.name][0]
+        if state is not None:
+            states[folder.name] = state
+            if unchanged_since_done(folder, state):
+                settled[folder.name] = skipped(state)
+    rest = [f for f in folders if f.name not in settled]
+    valid, invalid = validate_all(rest, config.limits)
+    for folder, problems in invalid:
+        settled[folder.name] = RecordResult(
+            folder.name, Outcome.INVALID, error="; ".join(str(p) for p in problems)
+        )
+    todo = tuple((r, *loaded[r.folder.name]) for r in valid)
+    return Prepared(tuple(folders), settled, todo, states)
+
+
+def skipped(state: RecordState) -> RecordResult:
+    files = tuple(FileResult(f.key, f.size, f.md5) for f in state.files.values())
+    return RecordResult(state.folder, Outcome.SKIPPED, state.draft_id, state.record_url, files)
