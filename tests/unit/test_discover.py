@@ -10,9 +10,10 @@ import pytest
 
 from async_uploader.discover import METADATA_FILE, Problem, RecordFolder, discover
 from async_uploader.errors import ConfigError
+from tests.conftest import SEED_RECORDS
 from tests.unit.conftest import run_unprivileged
 
-SEED = Path("/work/shared/seed-records")
+SEED = SEED_RECORDS  # found by the project conftest, beside the checkout
 META = b'{"metadata": {"title": "x"}}'
 
 

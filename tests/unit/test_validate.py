@@ -20,9 +20,10 @@ from async_uploader.validate import (
     validate_all,
     validate_record,
 )
+from tests.conftest import SEED_RECORDS
 from tests.unit.conftest import run_unprivileged
 
-SEED = Path("/work/shared/seed-records")
+SEED = SEED_RECORDS  # found by the project conftest, beside the checkout
 REPO_RECORDS = Path(__file__).resolve().parents[2] / "records"
 
 GOOD: dict[str, Any] = {
