@@ -4,28 +4,55 @@ Public API (everything else is internal)::
 
     result = await upload_records(UploadConfig(base_url=..., token=..., records_dir=...))
     result = upload_records_sync(config)      # the same, for plain (non-async) code
+    report = inspect_records(config)          # what is done, what a run would do (no writes)
+
+The root is lazy: importing ``async_uploader.sandbox`` (a separate server process) loads no
+client module, and ``import async_uploader`` itself costs nothing until a name is used.
 """
 
 from __future__ import annotations
 
-import anyio
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from .config import ShareMode, UploadConfig, __version__
-from .errors import UploaderError
-from .events import Event, Reporter
-from .pipeline import upload_records
-from .results import BatchResult, Outcome, RecordResult
+__version__ = "0.1.0"
+
+# name -> module that defines it
+_EXPORTS = {
+    "BatchResult": "results",
+    "Event": "events",
+    "Outcome": "results",
+    "RecordResult": "results",
+    "Reporter": "events",
+    "RetryConfig": "config",
+    "ShareMode": "config",
+    "UploadConfig": "config",
+    "UploaderError": "errors",
+    "ValidationLimits": "config",
+    "upload_records": "pipeline",
+    "upload_records_sync": "sync",
+}
+
+if TYPE_CHECKING:
+    from .config import RetryConfig, ShareMode, UploadConfig, ValidationLimits
+    from .errors import UploaderError
+    from .events import Event, Reporter
+    from .pipeline import upload_records
+    from .results import BatchResult, Outcome, RecordResult
+    from .sync import upload_records_sync
 
 
-def upload_records_sync(config: UploadConfig, *, reporter: Reporter | None = None) -> BatchResult:
-    """Blocking wrapper around ``upload_records`` (runs its own event loop)."""
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'async_uploader' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
-    async def _run() -> BatchResult:
-        if reporter is None:
-            return await upload_records(config)
-        return await upload_records(config, reporter=reporter)
 
-    return anyio.run(_run)
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
 
 
 __all__ = [
@@ -34,9 +61,11 @@ __all__ = [
     "Outcome",
     "RecordResult",
     "Reporter",
+    "RetryConfig",
     "ShareMode",
     "UploadConfig",
     "UploaderError",
+    "ValidationLimits",
     "__version__",
     "upload_records",
     "upload_records_sync",

@@ -21,6 +21,8 @@ from .client import InvenioClient
 from .config import RetryConfig, ShareMode, UploadConfig, __version__, read_token
 from .discover import discover
 from .errors import ConfigError, UploaderError, first_error
+from .eventlog import EventLog
+from .events import tee
 from .journal import Journal
 from .pipeline import open_client, upload_records
 from .plan import fingerprint, plan_record, rerun_action
@@ -111,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     share.add_argument("--draft-only", action="store_true", help="stop before publishing")
     up.add_argument("--report", type=Path, metavar="FILE", help="write a JSON report here")
+    up.add_argument(
+        "--events",
+        metavar="FILE",
+        help="append every event to FILE as it happens, one JSON object a line (NDJSON, "
+        "flushed per line; byte progress at most one line per file per second); '-' writes "
+        "to stdout, and the summary then goes to stderr",
+    )
     up.add_argument(
         "--new-batch",
         action="store_true",
@@ -241,10 +250,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     valid, invalid = validate_all(folders, limits_from(args))
     for record in valid:
         for warning in record.warnings:
-            print(f"warning: {warning}")
+            print(warning)  # a warning's str starts with "warning: " already
     for _folder, problems in invalid:
         for problem in problems:
-            print(f"{problem.severity}: {problem}")
+            print(problem if problem.severity == "warning" else f"error: {problem}")
     print(f"{len(valid)} valid, {len(invalid)} invalid, of {len(folders)} record folders")
     return 1 if invalid else 0
 
@@ -271,18 +280,24 @@ async def cmd_upload(args: argparse.Namespace) -> int:
         config.check()  # before any task group, so a usage error is not wrapped in a group
         if args.sandbox:
             renderer.line(f"sandbox server at {url} (in this process; it stops when we do)")
+        events = EventLog.open(args.events, args.records_dir) if args.events else None
+        reporter = renderer if events is None else tee(renderer, events)
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_watch_signals, stop, abort, config.grace_seconds)
-                result = await upload_records(config, reporter=renderer, stop=stop, abort=abort)
+                result = await upload_records(config, reporter=reporter, stop=stop, abort=abort)
                 tg.cancel_scope.cancel()
         except BaseExceptionGroup as group:  # e.g. StateLocked: a usage error, not a crash
             error = first_error(group)
             if isinstance(error, ConfigError):
                 raise error from None
             raise
-    print(summary(result), flush=True)
-    print(f"links file: {config.links_path}", flush=True)
+        finally:
+            if events is not None:
+                events.close()
+    out = sys.stderr if args.events == "-" else sys.stdout  # stdout may be the event log
+    print(summary(result), file=out, flush=True)
+    print(f"links file: {config.links_path}", file=out, flush=True)
     return result.exit_code
 
 

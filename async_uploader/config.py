@@ -12,13 +12,13 @@ import os
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
+from . import __version__
 from .errors import ConfigError
 from .state import default_state_root
-from .validate import ValidationLimits
 
-__version__ = "0.1.0"
 USER_AGENT = f"async-uploader/{__version__} (+https://github.com/async-uploader)"
 
 
@@ -36,6 +36,16 @@ class RetryConfig:
     total_seconds: float = 600.0
     base_delay: float = 0.5
     max_delay: float = 30.0
+
+
+@dataclass(frozen=True)
+class ValidationLimits:
+    """Local checks before anything is sent (``validate.py``): what the server would refuse."""
+
+    max_files: int = 100  # InvenioRDM/Zenodo RDM_RECORDS_MAX_FILES_COUNT
+    max_file_size: int | None = 10 * 10**9  # InvenioRDM default 10 GB; None = no local limit
+    max_key_length: int = 255  # FILES_REST_OBJECT_KEY_MAX_LEN, counted here in UTF-8 bytes
+    empty_files: Literal["allow", "warn", "error"] = "warn"  # Zenodo refuses empty files
 
 
 @dataclass(frozen=True)

@@ -98,3 +98,17 @@ Reporter = Callable[[Event], None]
 
 def no_reporter(event: Event) -> None:
     """The default: events go nowhere."""
+
+
+def tee(*reporters: Reporter) -> Reporter:
+    """One reporter that hands every event to each of ``reporters`` in order.
+
+    The CLI renders events for people and writes them to an event log at the same time; the
+    library takes a single reporter, so the two are combined here rather than in the library.
+    """
+
+    def report(event: Event) -> None:
+        for reporter in reporters:
+            reporter(event)
+
+    return report

@@ -14,7 +14,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
@@ -24,7 +24,6 @@ from .client import InvenioClient
 from .config import USER_AGENT, ShareMode, UploadConfig
 from .errors import (
     BatchFatal,
-    CommunityNotFound,
     JournalWriteFailed,
     StateLocked,
     UploaderError,
@@ -32,8 +31,6 @@ from .errors import (
 from .events import (
     BatchDone,
     BatchStarted,
-    BytesSent,
-    Event,
     Notice,
     RecordDone,
     RecordStarted,
@@ -42,49 +39,26 @@ from .events import (
 )
 from .journal import UNKNOWN, Journal, RecordState
 from .links import write_links, write_report
-from .match import Hit, clean_text
+from .match import Hit
 from .plan import Action, fingerprint, plan_record
 from .preflight import open_journal, preflight
 from .prepare import Prepared, prepare, skipped
 from .ratelimit import RateLimiter, RatePolicy
-from .record import RecordJob
+from .record import execute
 from .results import BatchResult, Counters, Outcome, RecordResult
 from .state import remember_owner
 from .statelock import StateLock
+from .steps.job import Claims, RecordContext, RecordJob, StepSettings
+from .steps.share import Community
 from .validate import ValidRecord
 
 
 @dataclass
-class Run:
-    """Everything one batch shares; created by ``upload_records`` and passed down."""
+class Batch:
+    """The batch's own bookkeeping: its journal and the latest state of every folder."""
 
-    config: UploadConfig
-    client: InvenioClient
     journal: Journal
-    reporter: Reporter
-    streams: anyio.CapacityLimiter
-    states: dict[str, RecordState]  # latest journal state per folder (for the links file)
-    claimed: set[str] = field(default_factory=set)  # draft ids some record already owns
-    _title_locks: dict[str, anyio.Lock] = field(default_factory=dict)
-    found: dict[str, tuple[Hit, ...]] = field(default_factory=dict)  # the batch look-up
-    owner: str | None = None  # the token's user id, once a created draft names it
-    _community: str | None = None
-    _community_lock: anyio.Lock = field(default_factory=anyio.Lock)
-
-    def title_lock(self, title: str) -> anyio.Lock:
-        """One lock per stored title: creates and look-ups of folders whose titles the server
-        would store alike must not interleave."""
-        return self._title_locks.setdefault(clean_text(title), anyio.Lock())
-
-    def emit(self, event: Event) -> None:
-        self.reporter(event)
-
-    def notice(self, folder: str, message: str) -> None:
-        self.reporter(Notice(folder, message))
-
-    def bytes_sent(self, folder: str, key: str, n: int) -> None:
-        self.client.counters.bytes_sent += n
-        self.reporter(BytesSent(folder, key, n))
+    states: dict[str, RecordState]  # for the links file
 
     async def save(self, state: RecordState) -> None:
         # Hazard: cancellation. The server already changed; the journal must say so even
@@ -97,27 +71,16 @@ class Run:
             )
         self.states[state.folder] = state
 
-    async def community_id(self) -> str:
-        """Resolve the community slug to its UUID once for the whole batch."""
-        async with self._community_lock:
-            if self._community is None:
-                slug = self.config.community or ""
-                resp = await self.client.get_community(slug)
-                if resp.status == 404:
-                    found = await self.client.search_communities(slug)
-                    hits = found.obj.get("hits", {}).get("hits", [])
-                    match = [h for h in hits if h.get("slug") == slug or h.get("id") == slug]
-                    if not match:
-                        raise CommunityNotFound(
-                            f"community {slug!r} not found on the server (check --community)",
-                            method="GET",
-                            url=resp.url,
-                            status=404,
-                            server_message=resp.obj.get("message"),
-                        )
-                    resp = replace(resp, status=200, data=match[0])
-                self._community = str(resp.obj["id"])
-            return self._community
+
+@dataclass(frozen=True)
+class Records:
+    """What running the records needs: their context, the batch's books, the look-up."""
+
+    ctx: RecordContext
+    batch: Batch
+    found: dict[str, tuple[Hit, ...]]
+    records_in_flight: int
+    grace_seconds: float
 
 
 async def upload_records(
@@ -174,23 +137,24 @@ async def _upload_locked(
                 already_done=sum(1 for r in prep.settled.values() if r.outcome is Outcome.SKIPPED),
             )
         )
-        run = Run(
-            config,
+        batch = Batch(journal, prep.states)
+        ctx = RecordContext(
             client,
-            journal,
+            batch.save,
             reporter,
             anyio.CapacityLimiter(config.file_streams),
-            prep.states,
-            found=found,
+            StepSettings(config.share, config.chunk_size, config.stall_timeout, config.retry),
+            Community(client, config.community or ""),
+            Claims({s.draft_id for s in prep.states.values() if s.draft_id}),
         )
-        run.claimed.update(s.draft_id for s in prep.states.values() if s.draft_id)
+        records = Records(ctx, batch, found, config.records_in_flight, config.grace_seconds)
         if fatal is None:
             fatal = await run_all(
-                run, prep, results, stop or anyio.Event(), abort or anyio.Event(), lock
+                records, prep, results, stop or anyio.Event(), abort or anyio.Event(), lock
             )
-        if run.owner is not None and not config.ephemeral_server:
+        if ctx.owner is not None and not config.ephemeral_server:
             with contextlib.suppress(JournalWriteFailed):  # a hint for the next run only
-                remember_owner(journal.dir, config.base_url, run.owner)
+                remember_owner(journal.dir, config.base_url, ctx.owner)
     for record, _, _ in prep.todo:  # whatever did not finish is resumable
         results.setdefault(
             record.folder.name,
@@ -205,7 +169,7 @@ async def _upload_locked(
     batch_result = BatchResult(
         ordered, counters, time.monotonic() - began, interrupted, str(fatal) if fatal else None
     )
-    final_states = [run.states[f.name] for f in prep.folders if f.name in run.states]
+    final_states = [batch.states[f.name] for f in prep.folders if f.name in batch.states]
     try:
         with anyio.CancelScope(shield=True):
             # A closure, not arguments: the worker task's repr would format 10,000 states.
@@ -218,7 +182,7 @@ async def _upload_locked(
 
 
 async def run_all(
-    run: Run,
+    run: Records,
     prep: Prepared,
     results: dict[str, RecordResult],
     stop: anyio.Event,
@@ -227,7 +191,8 @@ async def run_all(
 ) -> BatchFatal | None:
     """One task per record, ``records_in_flight`` at a time; returns a batch-fatal error."""
     fatal: BatchFatal | None = None
-    slots = anyio.Semaphore(run.config.records_in_flight)
+    slots = anyio.Semaphore(run.records_in_flight)
+    client = run.ctx.client
 
     async def one(record: ValidRecord, state: RecordState | None, warning: str | None) -> None:
         nonlocal fatal
@@ -242,14 +207,14 @@ async def run_all(
             results[name] = RecordResult(
                 name, Outcome.FAILED, error=f"internal error: {type(exc).__name__}: {exc}"
             )
-            run.emit(RecordDone(results[name]))
+            run.ctx.reporter(RecordDone(results[name]))
         finally:
             slots.release()
-            run.client.first_write.set()  # whatever happened, the probe record is over
+            client.first_write.set()  # whatever happened, the probe record is over
 
     async def grace_watch() -> None:
         await stop.wait()
-        with anyio.move_on_after(run.config.grace_seconds):
+        with anyio.move_on_after(run.grace_seconds):
             await abort.wait()  # a second signal ends the grace period at once
         batch.cancel_scope.cancel()
 
@@ -259,7 +224,7 @@ async def run_all(
             try:
                 await anyio.to_thread.run_sync(lock.refresh)
             except StateLocked as exc:  # taken over as stale: finish what runs, start nothing
-                run.emit(Notice(None, str(exc)))
+                run.ctx.reporter(Notice(None, str(exc)))
                 stop.set()
                 return
 
@@ -275,7 +240,7 @@ async def run_all(
                 batch.start_soon(one, record, state, warning)
                 # Until one write has worked, run a single record: a refused token then
                 # stops the batch after one record instead of failing all of them.
-                await run.client.first_write.wait()
+                await client.first_write.wait()
         outer.cancel_scope.cancel()
     return fatal
 
@@ -314,12 +279,13 @@ async def open_client(
 
 
 async def process(
-    run: Run, record: ValidRecord, state: RecordState | None, warning: str | None
+    run: Records, record: ValidRecord, state: RecordState | None, warning: str | None
 ) -> RecordResult:
     """Run one record, turning its errors into its result (one bad folder never sinks the batch)."""
     name = record.folder.name
+    emit = run.ctx.reporter
     if warning:  # unreadable entry: the server is asked before anything is created
-        run.notice(name, warning)
+        emit(Notice(name, warning))
         state = RecordState(folder=name, phase=UNKNOWN)
     plan = plan_record(record, state, fingerprint(record))
     if plan.action is Action.SKIP and state is not None:
@@ -334,19 +300,20 @@ async def process(
             f"{state.phase}; not re-publishing (make a new version, or revert "
             "the folder)",
         )
-    run.emit(RecordStarted(name))
-    job = RecordJob(run, record, state or RecordState(folder=name), plan)
-    job.found = run.found.get(name, ())
+    emit(RecordStarted(name))
+    job = RecordJob(
+        run.ctx, record, state or RecordState(folder=name), plan, run.found.get(name, ())
+    )
     try:
-        result = await job.execute()
+        result = await execute(job)
     except BatchFatal:
         raise
     except UploaderError as exc:
         if exc.folder is None:
             exc.folder = name
         result = failed(name, exc, job.state.draft_id)
-        await run.save(job.state.evolve(last_error=str(exc), attempts=job.state.attempts + 1))
-    run.emit(RecordDone(result))
+        await run.batch.save(job.state.evolve(last_error=str(exc), attempts=job.state.attempts + 1))
+    emit(RecordDone(result))
     return result
 
 

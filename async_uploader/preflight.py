@@ -28,7 +28,7 @@ from .events import Notice, Reporter
 from .journal import Journal, RecordState
 from .match import Hit
 from .prepare import Prepared, prepare
-from .reconcile import lookup
+from .steps.reconcile import lookup
 from .results import Outcome, RecordResult
 from .state import (
     Binding,

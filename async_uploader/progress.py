@@ -43,6 +43,8 @@ class _Base:
         self.failed = 0
         self.bytes = 0
         self.retries = 0
+        self.pauses = 0  # batch-wide pauses after a 429
+        self.paused_seconds = 0.0
         self.started = time.monotonic()
 
     def line(self, text: str) -> None:
@@ -65,12 +67,16 @@ class _Base:
             self.on_record()
         elif isinstance(event, Retrying):
             self.retries += 1
+            self.on_trouble(pause=False)
             self.say(
                 f"retry {event.attempt} in {event.delay:.1f} s: {event.method} {event.url}"
                 f" ({event.reason})",
                 level=2,
             )
         elif isinstance(event, Paused):
+            self.pauses += 1
+            self.paused_seconds += event.seconds
+            self.on_trouble(pause=True)
             self.say(f"server rate limit: pausing all requests for {event.seconds:.1f} s", level=1)
         elif isinstance(event, Notice) and event.folder is None:
             self.say(f"note: {event.message}", level=1)
@@ -79,6 +85,7 @@ class _Base:
         elif isinstance(event, FileDone):
             self.say(f"folder {event.folder}: {event.key} verified md5:{event.md5}", level=2)
         elif isinstance(event, BatchDone):
+            self.on_done(event.result)
             self.close()
 
     def say(self, text: str, level: int) -> None:
@@ -88,16 +95,23 @@ class _Base:
     def on_start(self, event: BatchStarted) -> None: ...
     def on_bytes(self, n: int) -> None: ...
     def on_record(self) -> None: ...
+    def on_trouble(self, pause: bool) -> None: ...
+    def on_done(self, result: BatchResult) -> None: ...
     def close(self) -> None: ...
 
 
 class BarRenderer(_Base):
-    """Two tqdm bars (records, bytes) for an interactive terminal."""
+    """Two tqdm bars (records, bytes) for an interactive terminal.
+
+    The records bar counts the folders this run processes (``to_upload``): folders done in an
+    earlier run are never processed, so counting them would leave the bar at 5/10,005 on a
+    rerun that finishes its 5 new folders. Failures, retries and 429 pauses are its postfix.
+    """
 
     def on_start(self, event: BatchStarted) -> None:
         off = self.verbosity == 0
         self.rec_bar = tqdm(
-            total=event.records,
+            total=event.to_upload,
             unit="rec",
             desc="records",
             file=self.stream,
@@ -126,8 +140,23 @@ class BarRenderer(_Base):
 
     def on_record(self) -> None:
         self.rec_bar.update(1)
-        if self.failed:
-            self.rec_bar.set_postfix(failed=self.failed, refresh=False)
+        self._postfix(refresh=False)
+
+    def on_trouble(self, pause: bool) -> None:
+        # A pause stops every request, so nothing else would redraw the bar while it lasts.
+        self._postfix(refresh=pause)
+
+    def _postfix(self, refresh: bool) -> None:
+        counts = {"failed": self.failed, "retries": self.retries, "429 pauses": self.pauses}
+        shown = {name: n for name, n in counts.items() if n}
+        if shown:
+            self.rec_bar.set_postfix(shown, refresh=refresh)
+
+    def on_done(self, result: BatchResult) -> None:
+        # Folders settled without processing (a changed published folder) send no
+        # RecordDone; a batch that ran to its end has nonetheless processed all of them.
+        if not (result.interrupted or result.fatal) and self.rec_bar.n < self.rec_bar.total:
+            self.rec_bar.update(self.rec_bar.total - self.rec_bar.n)
 
     def close(self) -> None:
         self.rec_bar.close()
@@ -167,7 +196,8 @@ class LogRenderer(_Base):
         return (
             f"{stamp()} records {self.done}/{self.total_records} ({self.failed} failed), "
             f"{human_bytes(self.bytes)}/{human_bytes(self.total_bytes)} at "
-            f"{human_bytes(self.bytes / elapsed)}/s, {self.retries} retries"
+            f"{human_bytes(self.bytes / elapsed)}/s, {self.retries} retries, "
+            f"{self.pauses} pauses for 429 ({self.paused_seconds:.0f} s)"
         )
 
 

@@ -18,15 +18,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .config import ValidationLimits
 from .discover import METADATA_FILE, Problem, RecordFolder
 
-
-@dataclass(frozen=True)
-class ValidationLimits:
-    max_files: int = 100  # InvenioRDM/Zenodo RDM_RECORDS_MAX_FILES_COUNT
-    max_file_size: int | None = 10 * 10**9  # InvenioRDM default 10 GB; None = no local limit
-    max_key_length: int = 255  # FILES_REST_OBJECT_KEY_MAX_LEN, counted here in UTF-8 bytes
-    empty_files: Literal["allow", "warn", "error"] = "warn"  # Zenodo refuses empty files
+__all__ = ["ValidRecord", "ValidationLimits", "validate_all", "validate_record"]
 
 
 @dataclass(frozen=True)
@@ -304,9 +299,10 @@ def _check_files(folder: RecordFolder, limits: ValidationLimits, out: list[Probl
 
 
 def validate_record(
-    folder: RecordFolder, limits: ValidationLimits = ValidationLimits()
+    folder: RecordFolder, limits: ValidationLimits | None = None
 ) -> ValidRecord | tuple[Problem, ...]:
     """A ValidRecord, or every problem found (errors and warnings) if any is an error."""
+    limits = limits or ValidationLimits()
     found: list[Problem] = list(folder.problems)
     parsed = _parse(folder, found)
     if parsed is not None:
@@ -318,9 +314,10 @@ def validate_record(
 
 
 def validate_all(
-    folders: Sequence[RecordFolder], limits: ValidationLimits = ValidationLimits()
+    folders: Sequence[RecordFolder], limits: ValidationLimits | None = None
 ) -> tuple[list[ValidRecord], list[tuple[RecordFolder, tuple[Problem, ...]]]]:
     """Split folders into valid records and (folder, problems) pairs, keeping their order."""
+    limits = limits or ValidationLimits()
     good: list[ValidRecord] = []
     bad: list[tuple[RecordFolder, tuple[Problem, ...]]] = []
     for folder in folders:

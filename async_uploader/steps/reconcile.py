@@ -1,9 +1,4 @@
-"""Asking the server what happened, when a call that creates something lost its answer.
-
-Create-draft, file init, publish and submit-review are not idempotent: resending one
-blindly can make a duplicate draft, a 400 "already exists", or a 404 for a publish that in
-fact went through. ``unsure`` sends such a call and, after a failure with no clear answer,
-runs a *settle* step (a read-only look at the server) before it sends again.
+"""Finding what lost answers left on the server, and deciding whose it is.
 
 Finding a draft whose create answer was lost relies on the title and the time of the
 attempt, not on a marker in the metadata (the BIG-MAP Archive drops
@@ -16,16 +11,15 @@ share a record.
 
 from __future__ import annotations
 
-import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import anyio
 
-from .errors import BatchFatal, PermanentApiError, TransientApiError
-from .journal import DRAFT, FileState
-from .match import (
+from ..client import InvenioClient
+from ..journal import DRAFT, FileState
+from ..match import (
     Hit,
     candidates,
     draft_reusable,
@@ -36,63 +30,12 @@ from .match import (
     title_queries,
     window_for,
 )
-from .plan import fingerprint
-from .retry import decide
-from .transfer import entries_of, local_md5
+from ..plan import fingerprint
+from ..transfer import entries_of, local_md5
+from .job import RecordJob
 
-if TYPE_CHECKING:
-    from .client import InvenioClient
-    from .record import RecordJob
-
-T = TypeVar("T")
 INDEX_WAITS = (1.5, 4.0)  # a new draft takes ~1 s (an index refresh) to be searchable
 SWEEP_AFTER = timedelta(seconds=5)  # the sweep waits this long after the last lost create
-
-
-async def unsure(
-    job: RecordJob,
-    send: Callable[[], Awaitable[T]],
-    settle: Callable[[], Awaitable[T | None]],
-    *,
-    min_delay: float = 0.0,
-) -> T:
-    """Send a non-idempotent call; before any resend, let ``settle`` ask the server.
-
-    A 404 on a *resent* call (the draft is gone: the first attempt published it) also
-    settles before it counts as a failure.
-    """
-    started = anyio.current_time()
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return await send()
-        except PermanentApiError as exc:
-            if exc.status != 404 or attempt == 1 or isinstance(exc, BatchFatal):
-                raise
-            settled = await settle()
-            if settled is None:
-                raise
-            return settled
-        except TransientApiError as exc:
-            if isinstance(exc, BatchFatal):
-                raise
-            settled = await settle()
-            if settled is not None:
-                return settled
-            decision = decide(
-                attempt=attempt,
-                elapsed=anyio.current_time() - started,
-                status=exc.status,
-                retry_after=None,
-                config=job.run.config.retry,
-                jitter=random.random(),
-            )
-            if not decision.retry:
-                raise
-            job.run.client.counters.retries += 1
-            job.run.client.counters.by_reason[f"unsure {exc.method}"] += 1
-            await anyio.sleep(max(decision.delay, min_delay))
 
 
 async def find_lost_draft(job: RecordJob, *, patient: bool = True) -> dict[str, Any] | None:
@@ -109,11 +52,11 @@ async def find_lost_draft(job: RecordJob, *, patient: bool = True) -> dict[str, 
     # Several attempts were sent: the one found may not be the only one that made a draft.
     resent = job.state.create_first if job.state.create_first != job.state.create_started else None
     for wait in INDEX_WAITS if patient else (0.0,):
-        age = (job.run.client.clock.now() - last.start).total_seconds()
+        age = (job.client.clock.now() - last.start).total_seconds()
         if age < wait:
             await anyio.sleep(wait - age)
         for hit in lost_draft_candidates(
-            job.record.title, await search_title(job), window, job.run.claimed
+            job.record.title, await search_title(job), window, job.ctx.claims
         ):
             draft = await _confirm_draft(job, hit, "a create whose answer was lost")
             if draft is not None:
@@ -131,7 +74,7 @@ async def adopt_or_reuse(job: RecordJob, hits: Sequence[Hit]) -> dict[str, Any] 
     nothing the folder lacks is reused (returned). Runs under the folder's title lock.
     """
     others: list[str] = []
-    for hit in lost_draft_candidates(job.record.title, hits, None, job.run.claimed):
+    for hit in lost_draft_candidates(job.record.title, hits, None, job.ctx.claims):
         if hit.published:
             if await adopt_published(job, hit):
                 return None
@@ -142,8 +85,7 @@ async def adopt_or_reuse(job: RecordJob, hits: Sequence[Hit]) -> dict[str, Any] 
             return draft
         others.append(f"draft {hit.id} (other files)")
     if others:
-        job.run.notice(
-            job.folder,
+        job.notice(
             f"the server holds {', '.join(others)} with this title; none is this folder's, "
             "so a new record is made (those are left alone)",
         )
@@ -152,19 +94,19 @@ async def adopt_or_reuse(job: RecordJob, hits: Sequence[Hit]) -> dict[str, Any] 
 
 async def _confirm_draft(job: RecordJob, hit: Hit, why: str) -> dict[str, Any] | None:
     """Read a candidate draft; claim and journal it when it may serve this folder."""
-    draft = await job.run.client.get_draft(hit.id)
+    draft = await job.client.get_draft(hit.id)
     stored = draft.obj.get("metadata", {}).get("title")
     if draft.status != 200 or not same_title(job.record.title, stored):
         return None
-    listing = await job.run.client.list_files(draft.obj["links"]["files"])
+    listing = await job.client.list_files(draft.obj["links"]["files"])
     server = {e["key"]: (e.get("status", ""), e.get("checksum")) for e in entries_of(listing.obj)}
     local = {f.key: f for f in job.record.folder.files}
     completed = [k for k, (status, _) in server.items() if status == "completed" and k in local]
     md5s = {k: await anyio.to_thread.run_sync(local_md5, local[k].path) for k in completed}
-    if not draft_reusable(server, md5s) or hit.id in job.run.claimed:
+    if not draft_reusable(server, md5s) or hit.id in job.ctx.claims:
         return None
-    job.run.claimed.add(hit.id)  # confirmed: from here on no other folder may take it
-    job.run.notice(job.folder, f"found draft {hit.id} on the server ({why}); using it")
+    job.ctx.claims.claim(hit.id)  # confirmed: from here on no other folder may take it
+    job.notice(f"found draft {hit.id} on the server ({why}); using it")
     await job.save(
         phase=DRAFT,
         draft_id=hit.id,
@@ -177,7 +119,7 @@ async def _confirm_draft(job: RecordJob, hit: Hit, why: str) -> dict[str, Any] |
 async def search_title(job: RecordJob) -> list[Hit]:
     """The user's records and drafts with our title (every page)."""
     (query,) = title_queries([job.record.title], max_chars=1 << 20)
-    hits = await job.run.client.search_all_user_records(query)
+    hits = await job.client.search_all_user_records(query)
     return [Hit.of(h) for h in hits]
 
 
@@ -192,42 +134,40 @@ async def sweep_orphans(job: RecordJob) -> None:
     if window is None:
         return
     last = window_for(job.state.create_started, job.state.clock) or window
-    age = job.run.client.clock.now() - last.start  # the index must show the last attempt
+    age = job.client.clock.now() - last.start  # the index must show the last attempt
     if age < SWEEP_AFTER:
         await anyio.sleep((SWEEP_AFTER - age).total_seconds())
     for hit in await search_title(job):
         if hit.id == job.state.draft_id or not same_title(job.record.title, hit.title):
             continue
-        refused = may_delete(hit, job.record.title, window, job.run.claimed)
+        refused = may_delete(hit, job.record.title, window, job.ctx.claims)
         if refused is None:
-            job.run.claimed.add(hit.id)
-            await job.run.client.delete_draft(hit.id)
-            job.run.notice(
-                job.folder,
+            job.ctx.claims.claim(hit.id)
+            await job.client.delete_draft(hit.id)
+            job.notice(
                 f"deleted draft {hit.id}: a create whose answer was lost made it, and it "
                 "was found only after the create was sent again",
             )
         elif not hit.published and window.contains(hit.created):
-            job.run.notice(job.folder, f"left draft {hit.id} alone: {refused}")
+            job.notice(f"left draft {hit.id} alone: {refused}")
     await job.save(sweep_from=None)
 
 
 async def adopt_published(job: RecordJob, hit: Hit) -> bool:
     """A published record with our title is ours if every file matches the folder's md5."""
-    record = await job.run.client.get_record(hit.id)
-    if record.status != 200 or hit.id in job.run.claimed:
+    record = await job.client.get_record(hit.id)
+    if record.status != 200 or hit.id in job.ctx.claims:
         return False
-    listing = await job.run.client.list_files(record.obj["links"]["files"])
+    listing = await job.client.list_files(record.obj["links"]["files"])
     server = {e["key"]: e.get("checksum") for e in entries_of(listing.obj)}
     local = {f.key: f for f in job.record.folder.files}
     if set(server) != set(local):
         return False
     md5s = {k: await anyio.to_thread.run_sync(local_md5, f.path) for k, f in local.items()}
-    if not files_match(server, md5s) or hit.id in job.run.claimed:
+    if not files_match(server, md5s) or hit.id in job.ctx.claims:
         return False
-    job.run.claimed.add(hit.id)
-    job.run.notice(
-        job.folder,
+    job.ctx.claims.claim(hit.id)
+    job.notice(
         f"record {hit.id} on the server has this title and exactly these files; "
         "adopting it as this folder's (nothing is created)",
     )
