@@ -7,17 +7,19 @@ buffer (plus aiohttp's socket buffer), so peak payload memory is about
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from . import __version__
+from ._version import __version__
 from .errors import ConfigError
-from .state import default_state_root
 
 USER_AGENT = f"async-uploader/{__version__} (+https://github.com/async-uploader)"
 
@@ -132,12 +134,29 @@ class UploadConfig:
 
 
 def writable_dir(folder: Path) -> bool:
-    """Whether files can be made in ``folder`` (or in its nearest existing parent)."""
+    """Whether files may be made in ``folder`` (or in its nearest existing parent).
+
+    A folder without any write bit counts as read-only even for root (who could write
+    anyway): its owner made it read-only on purpose, and the tool's outputs go elsewhere."""
     while not folder.exists():
         if folder.parent == folder:
             return False
         folder = folder.parent
-    return folder.is_dir() and os.access(folder, os.W_OK)
+    return folder.is_dir() and os.access(folder, os.W_OK) and bool(folder.stat().st_mode & 0o222)
+
+
+def default_state_root(records_dir: Path, environ: Mapping[str, str] | None = None) -> Path:
+    """``RECORDS_DIR/.upload_state``, or a per-user folder keyed by the records folder's real
+    path when that cannot be written (see ``state.py`` for what lives there)."""
+    beside = records_dir / ".upload_state"
+    if writable_dir(beside):
+        return beside
+    env = os.environ if environ is None else environ
+    base = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    real = os.path.realpath(records_dir)
+    digest = hashlib.sha256(real.encode()).hexdigest()[:16]
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(real).name)[:40] or "records"
+    return base / "async-uploader" / f"{name}-{digest}"
 
 
 def is_loopback(host: str) -> bool:

@@ -258,7 +258,7 @@ async def open_client(
     )
     connector = aiohttp.TCPConnector(
         limit=config.records_in_flight + config.file_streams + 4,
-        ssl=None if config.verify_tls else False,
+        ssl=True if config.verify_tls else False,
     )
     headers = {"User-Agent": USER_AGENT, "Authorization": f"Bearer {config.token}"}
     async with aiohttp.ClientSession(

@@ -28,7 +28,6 @@ from .events import Notice, Reporter
 from .journal import Journal, RecordState
 from .match import Hit
 from .prepare import Prepared, prepare
-from .steps.reconcile import lookup
 from .results import Outcome, RecordResult
 from .state import (
     Binding,
@@ -46,6 +45,7 @@ from .state import (
     server_key,
     write_info,
 )
+from .steps.reconcile import lookup
 
 
 async def bind_user(

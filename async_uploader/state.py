@@ -1,6 +1,7 @@
 """Where a batch's state lives, and which server and user it belongs to.
 
-Layout (the *state root*: ``RECORDS_DIR/.upload_state`` by default)::
+Layout (the *state root*: ``RECORDS_DIR/.upload_state`` by default, see
+``config.default_state_root``)::
 
     .upload_state/
       lock                         one run at a time (statelock.py)
@@ -38,29 +39,6 @@ from .journal import VERSION, Journal, RecordState, atomic_write
 
 SANDBOX_KEY = "sandbox"
 SERVER_FILE = "server.json"
-
-
-def default_state_root(records_dir: Path, environ: dict[str, str] | None = None) -> Path:
-    """``RECORDS_DIR/.upload_state``, or a per-user folder when that cannot be written."""
-    beside = records_dir / ".upload_state"
-    if _writable(beside):
-        return beside
-    env = os.environ if environ is None else environ
-    base = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    real = os.path.realpath(records_dir)
-    digest = hashlib.sha256(real.encode()).hexdigest()[:16]
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(real).name)[:40] or "records"
-    return base / "async-uploader" / f"{name}-{digest}"
-
-
-def _writable(folder: Path) -> bool:
-    """Whether the state may go here. A folder without any write bit counts as read-only
-    even for root (who could write anyway): its owner made it read-only on purpose."""
-    while not folder.exists():
-        if folder.parent == folder:
-            return False
-        folder = folder.parent
-    return folder.is_dir() and os.access(folder, os.W_OK) and bool(folder.stat().st_mode & 0o222)
 
 
 def canonical_url(base_url: str) -> str:

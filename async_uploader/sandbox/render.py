@@ -247,7 +247,9 @@ def record_json(store: Store, base: str, rec: Record, *, draft: bool) -> dict[st
         out["expires_at"] = rec.created.replace("T", " ")  # str(datetime), as the real server
     else:
         out["deletion_status"] = {"is_deleted": False, "status": "P"}
-        counts = dict.fromkeys(("views", "unique_views", "downloads", "unique_downloads"), 0)
+        counts: dict[str, float] = dict.fromkeys(
+            ("views", "unique_views", "downloads", "unique_downloads"), 0
+        )
         counts["data_volume"] = 0.0
         out["stats"] = {"this_version": counts, "all_versions": dict(counts)}
     return out

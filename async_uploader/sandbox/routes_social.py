@@ -90,6 +90,7 @@ async def community_create(request: web.Request) -> web.Response:
         errors.append({"field": "access.visibility", "messages": ["Invalid value."]})
     if errors:
         raise validation_failure(errors)
+    assert isinstance(slug, str) and isinstance(title, str)  # checked above
     comm = st.store.add_community(slug, title, user, visibility)
     return jresp(community_json(base(request), comm), 201, etag=1)
 

@@ -339,7 +339,8 @@ def load_draft(body: Any, profile: Profile, *, file_count: int | None) -> Loaded
     elif enabled and file_count == 0:
         _err(errors, "files.enabled", FILES_MISSING)
     pids = body.get("pids") if isinstance(body.get("pids"), dict) else None
-    custom = body.get("custom_fields") if isinstance(body.get("custom_fields"), dict) else {}
+    raw_custom = body.get("custom_fields")
+    custom: dict[str, Any] = raw_custom if isinstance(raw_custom, dict) else {}
     return Loaded(metadata, access, enabled, default_preview, order, pids, custom, errors)
 
 

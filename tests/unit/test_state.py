@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from async_uploader.config import default_state_root
 from async_uploader.journal import CREATING, Journal, RecordState
 from async_uploader.state import (
     Binding,
     bind,
     canonical_url,
-    default_state_root,
     migrate_v1,
     owner_of,
     server_folders,
@@ -108,14 +108,14 @@ def test_per_user_state_is_keyed_by_the_real_path(tmp_path: Path) -> None:
 
 
 def _fallback(records: Path, env: dict[str, str]) -> Path:
-    from async_uploader import state
+    from async_uploader import config
 
-    original = state._writable
-    state._writable = lambda folder: False  # type: ignore[assignment]
+    original = config.writable_dir
+    config.writable_dir = lambda folder: False  # type: ignore[assignment]
     try:
         return default_state_root(records, env)
     finally:
-        state._writable = original  # type: ignore[assignment]
+        config.writable_dir = original  # type: ignore[assignment]
 
 
 def v1_entry(folder: str, links_self: str | None, phase: str = "published") -> bytes:
