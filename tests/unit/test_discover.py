@@ -146,12 +146,158 @@ def test_include_exclude(
     assert record.metadata_path.is_file()  # the metadata is never filtered away
 
 
-def test_bad_pattern_is_config_error(tmp_path: Path) -> None:
+# Gitignore rules through pathspec. Each row: patterns, and the keys they match, which is
+# exactly what ``git check-ignore`` reports with those lines as a .gitignore in the record.
+GIT_TREE = {
+    k: b"1"
+    for k in [
+        " lead.txt",
+        "!bang.txt",
+        "#notes.txt",
+        "1.txt",
+        "[1].txt",
+        "a.dat",
+        "a/b/scratch/c/d.txt",
+        "a/scratch/s.txt",
+        "keep.tmp",
+        "notes/raw",
+        "raw/keep.dat",
+        "raw/keep.tmp",
+        "raw/run.tmp",
+        "raw/run1.dat",
+        "raw/sub/deep.dat",
+        "scratch/t.txt",
+        "sub/top.txt",
+        "top.txt",
+        "x.tmp",
+    ]
+}
+GIT_ALL = sorted(GIT_TREE)
+RAW = [k for k in GIT_ALL if k.startswith("raw/")]
+SCRATCH = ["a/b/scratch/c/d.txt", "a/scratch/s.txt", "scratch/t.txt"]
+TMP = ["keep.tmp", "raw/keep.tmp", "raw/run.tmp", "x.tmp"]
+
+GITIGNORE_CASES = {
+    # negation: the last matching line wins
+    "negation": (["*.tmp", "!keep.tmp"], ["raw/run.tmp", "x.tmp"]),
+    "negation first loses": (["!keep.tmp", "*.tmp"], TMP),
+    "anchored negation": (["*.tmp", "!/keep.tmp"], ["raw/keep.tmp", "raw/run.tmp", "x.tmp"]),
+    "negation inside matched contents": (
+        ["raw/*", "!raw/keep.dat"],
+        [k for k in RAW if k != "raw/keep.dat"],
+    ),
+    "no negation inside a matched dir": (["raw/", "!raw/keep.dat"], RAW),
+    "no negation inside a matched dir, **": (["raw", "!**/keep.*"], ["notes/raw", *RAW]),
+    "only .dat files, gitignore idiom": (
+        ["*", "!*/", "!*.dat"],
+        [k for k in GIT_ALL if not k.endswith(".dat")],
+    ),
+    "negated files stay in matched dirs": (
+        ["*", "!*.dat"],
+        [k for k in GIT_ALL if k != "a.dat"],
+    ),
+    "negated dir, files still matched": (["*.tmp", "!raw/"], TMP),
+    # escapes
+    "escaped #": (["\\#notes.txt"], ["#notes.txt"]),
+    "escaped !": (["\\!bang.txt"], ["!bang.txt"]),
+    "escaped [": (["\\[1].txt"], ["[1].txt"]),
+    "bracket class": (["[1].txt"], ["1.txt"]),
+    "escaped leading space": (["\\ lead.txt"], [" lead.txt"]),
+    "trailing spaces dropped": (["x.tmp  "], ["x.tmp"]),
+    # directories
+    "dir or file named raw": (["raw"], ["notes/raw", *RAW]),
+    "dir only": (["raw/"], RAW),
+    "dir only at any depth": (["scratch/"], SCRATCH),
+    "dir only, anchored": (["/scratch/"], ["scratch/t.txt"]),
+    "dir contents": (["raw/sub/*"], ["raw/sub/deep.dat"]),
+    # **
+    "** then a dir's contents": (["**/scratch/*"], SCRATCH),
+    "** in the middle": (["raw/**/*.dat"], ["raw/keep.dat", "raw/run1.dat", "raw/sub/deep.dat"]),
+    "** in the middle, many levels": (["a/**/d.txt"], ["a/b/scratch/c/d.txt"]),
+    "** at the end, then negation": (
+        ["raw/**", "!raw/keep.dat"],
+        [k for k in RAW if k != "raw/keep.dat"],
+    ),
+    "** alone": (["**"], GIT_ALL),
+    # anchoring
+    "leading / anchors": (["/top.txt"], ["top.txt"]),
+    "no / matches at any depth": (["top.txt"], ["sub/top.txt", "top.txt"]),
+    "inner / anchors": (["scratch/t.txt"], ["scratch/t.txt"]),
+    "inner / anchors, no match below": (["sub/deep.dat"], []),
+    "case-sensitive": (["*.TMP"], []),
+}
+
+
+@pytest.mark.parametrize(
+    ("patterns", "matched"), GITIGNORE_CASES.values(), ids=list(GITIGNORE_CASES)
+)
+def test_gitignore_rules(tmp_path: Path, patterns: list[str], matched: list[str]) -> None:
+    make_record(tmp_path, "0", GIT_TREE)
+    assert keys(only(tmp_path, include=patterns)) == sorted(matched)
+    assert keys(only(tmp_path, exclude=patterns)) == [k for k in GIT_ALL if k not in matched]
+
+
+def test_include_negation_then_exclude(tmp_path: Path) -> None:
+    make_record(tmp_path, "0", GIT_TREE)
+    record = only(tmp_path, include=["*.dat", "!raw/sub/"], exclude=["a.dat"])
+    # "!raw/sub/" takes back the directory only; its files still match "*.dat".
+    assert keys(record) == ["raw/keep.dat", "raw/run1.dat", "raw/sub/deep.dat"]
+    record = only(tmp_path, include=["*.dat", "!raw/sub/*"], exclude=["a.dat"])
+    assert keys(record) == ["raw/keep.dat", "raw/run1.dat"]
+
+
+def test_negation_does_not_walk_excluded_dirs(tmp_path: Path) -> None:
+    outside = make_tree(tmp_path / "outside", {"secret": b"s"})
+    rec = make_record(tmp_path / "root", "0", {"a.tmp": b"1", "raw/keep.tmp": b"1"})
+    (rec / "raw" / "escape").symlink_to(outside / "secret")
+    record = only(tmp_path / "root", exclude=("raw/", "*.tmp", "!keep.tmp"))
+    assert keys(record) == [] and record.problems == ()
+    record = only(tmp_path / "root", exclude=("raw/*", "!keep.tmp"))
+    assert keys(record) == ["a.tmp", "raw/keep.tmp"] and record.problems == ()
+
+
+@pytest.mark.parametrize(
+    ("pattern", "fragment"),
+    [
+        ("", "is empty"),
+        ("   ", "is empty"),
+        ("#notes.txt", "is a comment"),
+        ("/", "matches nothing"),
+        ("[ab", "without its closing ]"),
+        ("raw/[", "without its closing ]"),
+        ("a\\", "escapes nothing"),
+        ("\\", "escapes nothing"),
+        ("!", "no pattern after the !"),
+    ],
+)
+@pytest.mark.parametrize("option", ["include", "exclude"])
+def test_bad_pattern_is_config_error(
+    tmp_path: Path, option: str, pattern: str, fragment: str
+) -> None:
+    make_record(tmp_path, "0", {})
+    with pytest.raises(ConfigError) as info:
+        discover(tmp_path, **{option: ("*.dat", pattern)})
+    assert f"--{option} pattern '{pattern}'" in str(info.value)
+    assert fragment in str(info.value)
+
+
+def test_patterns_must_be_a_sequence_of_text(tmp_path: Path) -> None:
     make_record(tmp_path, "0", {})
     with pytest.raises(ConfigError):
-        discover(tmp_path, exclude=("",))
-    with pytest.raises(ConfigError):
         discover(tmp_path, include="*.dat")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="not text"):
+        discover(tmp_path, exclude=("*.dat", 3))  # type: ignore[arg-type]
+
+
+def test_bad_pattern_exits_2_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from async_uploader.cli import main
+
+    make_record(tmp_path, "0", {"a.dat": b"1"})
+    assert main(["validate", str(tmp_path), "--exclude", "raw\\"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid --exclude pattern 'raw\\'" in err and "Traceback" not in err
 
 
 def test_excluded_directory_is_not_walked(tmp_path: Path) -> None:
