@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -17,18 +18,15 @@ from pathlib import Path
 
 import anyio
 
-from .client import InvenioClient
 from .config import RetryConfig, ShareMode, UploadConfig, __version__, read_token
 from .discover import discover
-from .errors import ConfigError, UploaderError, first_error
+from .errors import ConfigError, first_error
+from .estimate import KINDS
 from .eventlog import EventLog
 from .events import tee
-from .journal import Journal
-from .pipeline import open_client, upload_records
-from .plan import fingerprint, plan_record, rerun_action
-from .progress import make_renderer, summary
-from .results import Counters
-from .state import server_folders
+from .inspect import Inspection, inspect_records
+from .pipeline import upload_records
+from .progress import human_bytes, make_renderer, summary
 from .validate import ValidationLimits, validate_all
 
 EXIT_USAGE = 2
@@ -114,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     share.add_argument("--draft-only", action="store_true", help="stop before publishing")
     up.add_argument("--report", type=Path, metavar="FILE", help="write a JSON report here")
     up.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="say per folder what would happen and what the batch would cost (requests by "
+        "kind, bytes, the least time the server's rate limit allows); sends one read",
+    )
+    up.add_argument("--json", action="store_true", help="with --dry-run: as JSON")
+    up.add_argument(
         "--events",
         metavar="FILE",
         help="append every event to FILE as it happens, one JSON object a line (NDJSON, "
@@ -177,7 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(st)
     _server(st)
-    st.add_argument("--check-server", action="store_true")
+    st.add_argument(
+        "--check-server",
+        action="store_true",
+        help="also read each journaled record from the server (concurrently)",
+    )
+    st.add_argument("--json", action="store_true", help="the same, as one JSON document")
 
     sb = sub.add_parser(
         "sandbox", allow_abbrev=False, help="run the InvenioRDM-compatible sandbox server"
@@ -280,6 +290,8 @@ async def cmd_upload(args: argparse.Namespace) -> int:
         config.check()  # before any task group, so a usage error is not wrapped in a group
         if args.sandbox:
             renderer.line(f"sandbox server at {url} (in this process; it stops when we do)")
+        if args.dry_run:
+            return render_dry_run(await inspect_records(config, ask_server=True), args.json)
         events = EventLog.open(args.events, args.records_dir) if args.events else None
         reporter = renderer if events is None else tee(renderer, events)
         try:
@@ -301,6 +313,19 @@ async def cmd_upload(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def render_dry_run(report: Inspection, as_json: bool) -> int:
+    """What ``upload`` would do, and what it would cost; nothing is written anywhere."""
+    if as_json:
+        print(json.dumps(report.to_json(), indent=2))
+        return 0
+    for line in status_lines(report):
+        print(line)
+    print()
+    for line in estimate_lines(report):
+        print(line)
+    return 0
+
+
 async def _watch_signals(stop: anyio.Event, abort: anyio.Event, grace: float) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
@@ -318,51 +343,54 @@ async def _watch_signals(stop: anyio.Event, abort: anyio.Event, grace: float) ->
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
-    folders = discover(args.records_dir, include=args.include, exclude=args.exclude)
-    valid, invalid = validate_all(folders, limits_from(args))
-    client_ctx: contextlib.AbstractAsyncContextManager[InvenioClient | None]
-    if args.check_server:
-        if not args.url:
-            raise ConfigError("--check-server needs --url (or INVENIO_URL)")
-        config = config_from(args, args.url, read_token(args.token_file))
-        config.check()
-        client_ctx = open_client(config, Counters())
-    else:
-        config = config_from(args, "http://127.0.0.1", "-")
-        client_ctx = contextlib.nullcontext()
-    journals = server_folders(config.state_path, args.url)
-    if len(journals) > 1:
-        names = ", ".join(p.name for p in journals)
-        raise ConfigError(f"the state holds journals for several servers ({names}): pass --url")
-    journal = Journal(journals[0]) if journals else None
-    async with client_ctx as client:
-        for record in valid:
-            state, warning = journal.load(record.folder.name) if journal else (None, None)
-            plan = plan_record(record, state, fingerprint(record))
-            line = f"{record.folder.name}: {state.phase if state else 'new'}"
-            if state and state.draft_id:
-                line += f" (id {state.draft_id})"
-                if client is not None:
-                    line += f"; server: {await _server_view(client, state.draft_id)}"
-            line += f"; rerun would: {rerun_action(plan)}"
-            if warning:
-                line += f"; warning: {warning}"
-            print(line)
-    for folder, problems in invalid:
-        print(f"{folder.name}: invalid: {'; '.join(p.message for p in problems)}")
+    """Render ``inspect_records``: the same plan ``upload`` follows."""
+    if args.check_server and not args.url:
+        raise ConfigError("--check-server needs --url (or INVENIO_URL)")
+    token = read_token(args.token_file) if args.check_server else "-"
+    config = config_from(args, args.url or "", token)
+    report = await inspect_records(config, check_server=args.check_server)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+        return 0
+    for line in status_lines(report):
+        print(line)
     return 0
 
 
-async def _server_view(client: InvenioClient, draft_id: str) -> str:
-    try:
-        if (await client.get_record(draft_id)).status == 200:
-            return "published"
-        draft = await client.get_draft(draft_id)
-    except UploaderError as exc:
-        return f"unknown ({exc})"
-    if draft.status != 200:
-        return f"no such draft (HTTP {draft.status})"
-    return f"draft ({draft.obj.get('status')}, {draft.obj.get('files', {}).get('count')} files)"
+def status_lines(report: Inspection) -> list[str]:
+    lines = []
+    for view in report.folders:
+        if view.action == "invalid":
+            lines.append(f"{view.folder}: invalid: {view.note}")
+            continue
+        line = f"{view.folder}: {view.state}"
+        if view.record_id:
+            line += f" (id {view.record_id})"
+        if view.server:
+            line += f"; server: {view.server}"
+        line += f"; rerun would: {view.rerun}"
+        if view.note:
+            line += f"; note: {view.note}"
+        lines.append(line)
+    return lines
+
+
+def estimate_lines(report: Inspection) -> list[str]:
+    """The dry run's batch totals."""
+    est = report.estimate
+    kinds = ", ".join(f"{k} {est.requests[k]}" for k in KINDS if est.requests.get(k))
+    lines = [
+        f"would upload {est.records} records: {est.files} files, {human_bytes(est.bytes)}",
+        f"requests: {est.total_requests} ({kinds or 'none'})"
+        + ("" if est.exact else "; at least: some folders depend on what the server holds"),
+    ]
+    if est.min_seconds is not None:
+        lines.append(
+            f"least time the rate limit allows: {est.min_seconds:.1f} s ({est.rate:.3g} requests/s)"
+        )
+    else:
+        lines.append("least time the rate limit allows: no limit known (ask with --url)")
+    return lines
 
 
 if __name__ == "__main__":

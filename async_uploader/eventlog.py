@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from .config import __version__
+from ._version import __version__
 from .errors import ConfigError
 from .events import (
     BatchDone,
@@ -57,8 +57,9 @@ def utc_now() -> str:
 class _Sending:
     """One file's bytes not yet written in a progress line (coalescing state)."""
 
-    pending: int = 0  # bytes since the file's last progress line (negative after a resend)
-    sent: int = 0  # this file's bytes sent so far in this run, net of resends
+    pending: int = 0  # bytes put on the wire since the file's last progress line
+    taken_back: int = 0  # since then, bytes of failed attempts that will be sent again
+    sent: int = 0  # this file's bytes so far in this run, net of what was taken back
     last: float = float("-inf")  # clock() of the file's last progress line
 
 
@@ -124,7 +125,11 @@ class EventLog:
     def _handle(self, event: Event) -> None:
         if isinstance(event, BytesSent):
             sending = self._files.setdefault((event.folder, event.key), _Sending())
-            sending.pending += event.n
+            # Kept apart, not netted: the report counts bytes on the wire and bytes resent.
+            if event.n >= 0:
+                sending.pending += event.n
+            else:
+                sending.taken_back -= event.n
             sending.sent += event.n
             if self.clock() - sending.last >= PROGRESS_INTERVAL:
                 self._progress(event.folder, event.key, sending)
@@ -139,8 +144,8 @@ class EventLog:
             self.write("record_done", {**event.result.to_json(), "late": False})
         elif isinstance(event, BatchDone):
             self._drain(None)
-            for record in event.result.records:
-                if record.folder not in self._reported:  # one write per line: no flush each
+            for record in event.result.records:  # written together: flushed with batch_done
+                if record.folder not in self._reported:
                     self._reported.add(record.folder)
                     self.write("record_done", {**record.to_json(), "late": True}, flush=False)
             summary = event.result.to_json()
@@ -150,10 +155,16 @@ class EventLog:
             self.write(KINDS.get(type(event), type(event).__name__), asdict(event))
 
     def _progress(self, folder: str, key: str, sending: _Sending) -> None:
-        if sending.pending:
-            data = {"folder": folder, "key": key, "bytes": sending.pending, "sent": sending.sent}
+        if sending.pending or sending.taken_back:
+            data = {
+                "folder": folder,
+                "key": key,
+                "bytes": sending.pending,
+                "taken_back": sending.taken_back,
+                "sent": sending.sent,
+            }
             self.write("progress", data)
-            sending.pending = 0
+            sending.pending = sending.taken_back = 0
         sending.last = self.clock()
 
     def _drain(self, folder: str | None) -> None:

@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import aiohttp
 import anyio
 
-from .client import InvenioClient
-from .config import USER_AGENT, ShareMode, UploadConfig
+from .config import ShareMode, UploadConfig
 from .errors import (
     BatchFatal,
     JournalWriteFailed,
@@ -37,20 +34,18 @@ from .events import (
     Reporter,
     no_reporter,
 )
-from .journal import UNKNOWN, Journal, RecordState
+from .journal import Journal, RecordState
 from .links import write_links, write_report
 from .match import Hit
-from .plan import Action, fingerprint, plan_record
 from .preflight import open_journal, preflight
-from .prepare import Prepared, prepare, skipped
-from .ratelimit import RateLimiter, RatePolicy
+from .prepare import Prepared, Todo, prepare
 from .record import execute
 from .results import BatchResult, Counters, Outcome, RecordResult
+from .session import open_client
 from .state import remember_owner
 from .statelock import StateLock
 from .steps.job import Claims, RecordContext, RecordJob, StepSettings
 from .steps.share import Community
-from .validate import ValidRecord
 
 
 @dataclass
@@ -133,7 +128,7 @@ async def _upload_locked(
             BatchStarted(
                 records=len(prep.folders),
                 to_upload=len(prep.todo),
-                total_bytes=sum(r.total_bytes for r, _, _ in prep.todo),
+                total_bytes=sum(t.record.total_bytes for t in prep.todo),
                 already_done=sum(1 for r in prep.settled.values() if r.outcome is Outcome.SKIPPED),
             )
         )
@@ -155,11 +150,11 @@ async def _upload_locked(
         if ctx.owner is not None and not config.ephemeral_server:
             with contextlib.suppress(JournalWriteFailed):  # a hint for the next run only
                 remember_owner(journal.dir, config.base_url, ctx.owner)
-    for record, _, _ in prep.todo:  # whatever did not finish is resumable
+    for todo in prep.todo:  # whatever did not finish is resumable
         results.setdefault(
-            record.folder.name,
+            todo.name,
             RecordResult(
-                record.folder.name,
+                todo.name,
                 Outcome.INTERRUPTED if fatal is None else Outcome.FAILED,
                 error=None if fatal is None else f"stopped with the batch: {fatal.message}",
             ),
@@ -194,11 +189,11 @@ async def run_all(
     slots = anyio.Semaphore(run.records_in_flight)
     client = run.ctx.client
 
-    async def one(record: ValidRecord, state: RecordState | None, warning: str | None) -> None:
+    async def one(todo: Todo) -> None:
         nonlocal fatal
-        name = record.folder.name
+        name = todo.name
         try:
-            results[name] = await process(run, record, state, warning)
+            results[name] = await process(run, todo)
         except BatchFatal as exc:
             fatal = fatal or exc
             results[name] = failed(name, exc)
@@ -232,12 +227,12 @@ async def run_all(
         outer.start_soon(grace_watch)
         outer.start_soon(keep_lock)
         async with anyio.create_task_group() as batch:
-            for record, state, warning in prep.todo:
+            for todo in prep.todo:
                 await slots.acquire()
                 if stop.is_set() or fatal is not None:
                     slots.release()
                     break
-                batch.start_soon(one, record, state, warning)
+                batch.start_soon(one, todo)
                 # Until one write has worked, run a single record: a refused token then
                 # stops the batch after one record instead of failing all of them.
                 await client.first_write.wait()
@@ -245,65 +240,14 @@ async def run_all(
     return fatal
 
 
-@asynccontextmanager
-async def open_client(
-    config: UploadConfig, counters: Counters, reporter: Reporter = no_reporter
-) -> AsyncIterator[InvenioClient]:
-    """One aiohttp session (keep-alive) and one rate limiter for the whole batch."""
-    timeout = aiohttp.ClientTimeout(
-        total=None,
-        connect=config.connect_timeout,
-        sock_connect=config.connect_timeout,
-        sock_read=config.read_timeout,
-    )
-    connector = aiohttp.TCPConnector(
-        limit=config.records_in_flight + config.file_streams + 4,
-        ssl=True if config.verify_tls else False,
-    )
-    headers = {"User-Agent": USER_AGENT, "Authorization": f"Bearer {config.token}"}
-    async with aiohttp.ClientSession(
-        timeout=timeout, connector=connector, headers=headers, raise_for_status=False
-    ) as session:
-        # Hazard: aiohttp silently resends an idempotent request once after a dropped
-        # connection, reusing a half-read streamed body. Our retry layer resends properly
-        # (a fresh body and md5), so aiohttp's own resend is switched off.
-        session._retry_connection = False
-        yield InvenioClient(
-            session,
-            api_url=config.api_url,
-            limiter=RateLimiter(RatePolicy(config.rate, config.burst)),
-            retry=config.retry,
-            counters=counters,
-            reporter=reporter,
-        )
-
-
-async def process(
-    run: Records, record: ValidRecord, state: RecordState | None, warning: str | None
-) -> RecordResult:
+async def process(run: Records, todo: Todo) -> RecordResult:
     """Run one record, turning its errors into its result (one bad folder never sinks the batch)."""
-    name = record.folder.name
-    emit = run.ctx.reporter
-    if warning:  # unreadable entry: the server is asked before anything is created
-        emit(Notice(name, warning))
-        state = RecordState(folder=name, phase=UNKNOWN)
-    plan = plan_record(record, state, fingerprint(record))
-    if plan.action is Action.SKIP and state is not None:
-        return skipped(state)
-    if plan.action is Action.CHANGED and state is not None:
-        return RecordResult(
-            name,
-            Outcome.CHANGED,
-            state.draft_id,
-            state.record_url,
-            error="the folder changed after its record was "
-            f"{state.phase}; not re-publishing (make a new version, or revert "
-            "the folder)",
-        )
+    name, emit = todo.name, run.ctx.reporter
+    if todo.warning:
+        emit(Notice(name, todo.warning))
     emit(RecordStarted(name))
-    job = RecordJob(
-        run.ctx, record, state or RecordState(folder=name), plan, run.found.get(name, ())
-    )
+    state = todo.state or RecordState(folder=name)
+    job = RecordJob(run.ctx, todo.record, state, todo.plan, run.found.get(name, ()))
     try:
         result = await execute(job)
     except BatchFatal:

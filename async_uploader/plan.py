@@ -157,5 +157,6 @@ def rerun_action(plan: RecordPlan) -> str:
         Action.RESUME_DRAFT: "reuse the draft, upload missing or changed files, share",
         Action.FIND_DRAFT: "look for the draft a lost create may have made, then continue",
         Action.RECONCILE: "look for the record on the server by title, then continue",
-        Action.CREATE: "create the draft, upload, share",
+        Action.CREATE: "create the draft (after a title look-up if the journal never knew the "
+        "folder), upload, share",
     }[plan.action]

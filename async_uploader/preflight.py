@@ -157,9 +157,9 @@ async def preflight(
     if rebound:
         prep = await anyio.to_thread.run_sync(prepare, config, journal)
     unknown = {
-        r.folder.name: r.title
-        for r, state, warning in prep.todo
-        if warning is not None or (state is None and not config.new_batch)
+        t.name: t.record.title
+        for t in prep.todo
+        if t.warning is not None or (t.state is None and not config.new_batch)
     }
     if total == 0 or not unknown:
         return journal, prep, {}
@@ -174,5 +174,5 @@ async def preflight(
             error=f"could not check the server for this folder's record, so none was "
             f"created (rerun; or --new-batch when none can exist): {error}",
         )
-    todo = tuple(t for t in prep.todo if t[0].folder.name not in unknown)
+    todo = tuple(t for t in prep.todo if t.name not in unknown)
     return journal, replace(prep, settled=settled, todo=todo), {}

@@ -12,19 +12,37 @@ from dataclasses import dataclass
 
 from .config import UploadConfig
 from .discover import RecordFolder, discover
-from .journal import EntryTooNew, Journal, RecordState
-from .plan import unchanged_since_done
+from .journal import UNKNOWN, EntryTooNew, Journal, RecordState
+from .plan import Action, RecordPlan, fingerprint, plan_record, unchanged_since_done
 from .results import FileResult, Outcome, RecordResult
 from .validate import ValidRecord, validate_all
 
 
 @dataclass(frozen=True)
+class Todo:
+    """A folder with work left: its record, what the journal says, and the plan."""
+
+    record: ValidRecord
+    state: RecordState | None  # None: the journal does not know the folder
+    warning: str | None  # the entry was unreadable (then ``state`` is phase ``unknown``)
+    plan: RecordPlan
+
+    @property
+    def name(self) -> str:
+        return self.record.folder.name
+
+
+@dataclass(frozen=True)
 class Prepared:
-    """What the batch knows before the first request: every folder's fate or its job."""
+    """What the batch knows before the first request: every folder's fate or its plan.
+
+    ``upload`` and ``inspect_records`` (status, dry-run) both start from this one value, so
+    what a dry run says is what the upload does.
+    """
 
     folders: tuple[RecordFolder, ...]
-    settled: dict[str, RecordResult]  # skipped (done, unchanged) and invalid folders
-    todo: tuple[tuple[ValidRecord, RecordState | None, str | None], ...]  # record, state, warning
+    settled: dict[str, RecordResult]  # skipped, changed and invalid folders
+    todo: tuple[Todo, ...]
     states: dict[str, RecordState]  # latest known journal state per folder
 
 
@@ -55,8 +73,31 @@ def prepare(config: UploadConfig, journal: Journal) -> Prepared:
         settled[folder.name] = RecordResult(
             folder.name, Outcome.INVALID, error="; ".join(str(p) for p in problems)
         )
-    todo = tuple((r, *loaded[r.folder.name]) for r in valid)
-    return Prepared(tuple(folders), settled, todo, states)
+    todo: list[Todo] = []
+    for record in valid:
+        name = record.folder.name
+        state, warning = loaded[name]
+        if warning:  # unreadable entry: the server is asked before anything is created
+            state = RecordState(folder=name, phase=UNKNOWN)
+        plan = plan_record(record, state, fingerprint(record))
+        if plan.action is Action.SKIP and state is not None:
+            settled[name] = skipped(state)
+        elif plan.action is Action.CHANGED and state is not None:
+            settled[name] = changed(state)
+        else:
+            todo.append(Todo(record, state, warning, plan))
+    return Prepared(tuple(folders), settled, tuple(todo), states)
+
+
+def changed(state: RecordState) -> RecordResult:
+    return RecordResult(
+        state.folder,
+        Outcome.CHANGED,
+        state.draft_id,
+        state.record_url,
+        error=f"the folder changed after its record was {state.phase}; not re-publishing "
+        "(make a new version, or revert the folder)",
+    )
 
 
 def skipped(state: RecordState) -> RecordResult:

@@ -1,0 +1,47 @@
+"""One HTTP session for a whole batch: keep-alive connections, the token, one rate limiter."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+
+from .client import InvenioClient
+from .config import USER_AGENT, UploadConfig
+from .events import Reporter, no_reporter
+from .ratelimit import RateLimiter, RatePolicy
+from .results import Counters
+
+
+@asynccontextmanager
+async def open_client(
+    config: UploadConfig, counters: Counters, reporter: Reporter = no_reporter
+) -> AsyncIterator[InvenioClient]:
+    """One aiohttp session (keep-alive) and one rate limiter for the whole batch."""
+    timeout = aiohttp.ClientTimeout(
+        total=None,
+        connect=config.connect_timeout,
+        sock_connect=config.connect_timeout,
+        sock_read=config.read_timeout,
+    )
+    connector = aiohttp.TCPConnector(
+        limit=config.records_in_flight + config.file_streams + 4,
+        ssl=config.verify_tls,
+    )
+    headers = {"User-Agent": USER_AGENT, "Authorization": f"Bearer {config.token}"}
+    async with aiohttp.ClientSession(
+        timeout=timeout, connector=connector, headers=headers, raise_for_status=False
+    ) as session:
+        # Hazard: aiohttp silently resends an idempotent request once after a dropped
+        # connection, reusing a half-read streamed body. Our retry layer resends properly
+        # (a fresh body and md5), so aiohttp's own resend is switched off.
+        session._retry_connection = False
+        yield InvenioClient(
+            session,
+            api_url=config.api_url,
+            limiter=RateLimiter(RatePolicy(config.rate, config.burst)),
+            retry=config.retry,
+            counters=counters,
+            reporter=reporter,
+        )
