@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import MISSING
 from pathlib import Path
+from typing import Any, NoReturn
 
 import anyio
 
@@ -29,6 +32,10 @@ from .pipeline import upload_records
 from .progress import human_bytes, make_renderer, summary
 from .validate import ValidationLimits, validate_all
 
+DEFAULTS: dict[str, Any] = {
+    f.name: f.default for f in dataclasses.fields(UploadConfig) if f.default is not MISSING
+}
+LIMITS = ValidationLimits()
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 75
 
@@ -52,11 +59,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-file-size",
         type=float,
-        default=10.0,
+        default=LIMITS.max_file_size / 10**9 if LIMITS.max_file_size else None,
         metavar="GB",
         help="refuse files larger than this (default 10 GB, InvenioRDM's default)",
     )
-    p.add_argument("--empty-files", choices=("allow", "warn", "error"), default="warn")
+    p.add_argument("--empty-files", choices=("allow", "warn", "error"), default=LIMITS.empty_files)
 
 
 def _server(p: argparse.ArgumentParser) -> None:
@@ -84,8 +91,20 @@ def _server(p: argparse.ArgumentParser) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that never echoes the values of arguments it did not recognise: a mistyped
+    option (``--token SECRET``) must not print the secret on a shared terminal or log."""
+
+    def error(self, message: str) -> NoReturn:
+        head, sep, rest = message.partition("unrecognized arguments: ")
+        if sep:
+            shown = [a.split("=", 1)[0] for a in rest.split() if a.startswith("-")]
+            message = f"{head}unrecognized arguments: {' '.join(shown) or '(values not shown)'}"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="async-uploader",
         description=__doc__,
         allow_abbrev=False,  # "--token X" must not silently mean "--token-file X"
@@ -131,34 +150,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="none of these folders is on the server yet: skip the look-up of existing "
         "records before the first create (saves a few searches per 100 folders)",
     )
-    up.add_argument("--records-in-flight", type=int, default=8)
-    up.add_argument("--file-streams", type=int, default=8)
-    up.add_argument("--chunk-size", type=int, default=1024, metavar="KiB")
+    up.add_argument("--records-in-flight", type=int, default=DEFAULTS["records_in_flight"])
+    up.add_argument("--file-streams", type=int, default=DEFAULTS["file_streams"])
+    up.add_argument("--chunk-size", type=int, default=DEFAULTS["chunk_size"] // 1024, metavar="KiB")
     up.add_argument(
         "--rate",
         type=float,
         metavar="REQ_PER_S",
         help="request budget (default: learned from the server's X-RateLimit headers)",
     )
-    up.add_argument("--burst", type=int, default=10)
+    up.add_argument("--burst", type=int, default=DEFAULTS["burst"])
     up.add_argument(
         "--grace",
         type=float,
-        default=30.0,
+        default=DEFAULTS["grace_seconds"],
         metavar="SECONDS",
         help="on SIGINT/SIGTERM, time for in-flight steps before stopping",
     )
     up.add_argument(
         "--retry-time",
         type=float,
-        default=600.0,
+        default=RetryConfig().total_seconds,
         metavar="SECONDS",
         help="give up on one request after retrying it this long",
     )
     up.add_argument(
         "--stall-timeout",
         type=float,
-        default=120.0,
+        default=DEFAULTS["stall_timeout"],
         metavar="SECONDS",
         help="abort and resend an upload that made no progress for this long",
     )
@@ -199,9 +218,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def limits_from(args: argparse.Namespace) -> ValidationLimits:
-    return ValidationLimits(
-        max_file_size=int(args.max_file_size * 10**9), empty_files=args.empty_files
-    )
+    size = None if args.max_file_size is None else int(args.max_file_size * 10**9)
+    return ValidationLimits(max_file_size=size, empty_files=args.empty_files)
+
+
+# (argument, UploadConfig field, conversion): options only some commands have. Their
+# defaults come from UploadConfig (above), so a default is written in one place only.
+_TUNING = (
+    ("records_in_flight", "records_in_flight", int),
+    ("file_streams", "file_streams", int),
+    ("chunk_size", "chunk_size", lambda kib: kib * 1024),
+    ("rate", "rate", float),
+    ("burst", "burst", int),
+    ("stall_timeout", "stall_timeout", float),
+    ("grace", "grace_seconds", float),
+    ("retry_time", "retry", lambda s: RetryConfig(total_seconds=s)),
+    ("report", "report_file", Path),
+    ("community", "community", str),
+    ("new_batch", "new_batch", bool),
+    ("sandbox", "ephemeral_server", bool),
+)
 
 
 def config_from(args: argparse.Namespace, url: str, token: str) -> UploadConfig:
@@ -210,29 +246,23 @@ def config_from(args: argparse.Namespace, url: str, token: str) -> UploadConfig:
         share = ShareMode.COMMUNITY
     elif getattr(args, "draft_only", False):
         share = ShareMode.DRAFT_ONLY
+    tuning: dict[str, Any] = {
+        field: convert(getattr(args, arg))
+        for arg, field, convert in _TUNING
+        if getattr(args, arg, None) is not None
+    }
     return UploadConfig(
         base_url=url,
         token=token,
         records_dir=args.records_dir,
         links_file=args.links_file,
         state_dir=args.state_dir,
-        report_file=getattr(args, "report", None),
         share=share,
-        community=getattr(args, "community", None),
-        records_in_flight=getattr(args, "records_in_flight", 8),
-        file_streams=getattr(args, "file_streams", 8),
-        chunk_size=getattr(args, "chunk_size", 1024) * 1024,
-        rate=getattr(args, "rate", None),
-        burst=getattr(args, "burst", 10),
-        stall_timeout=getattr(args, "stall_timeout", 120.0),
-        retry=RetryConfig(total_seconds=getattr(args, "retry_time", 600.0)),
-        grace_seconds=getattr(args, "grace", 30.0),
         limits=limits_from(args),
         include=tuple(args.include),
         exclude=tuple(args.exclude),
         allow_insecure_http=args.allow_insecure_http,
-        new_batch=getattr(args, "new_batch", False),
-        ephemeral_server=getattr(args, "sandbox", False),
+        **tuning,
     )
 
 

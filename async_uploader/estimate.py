@@ -22,8 +22,16 @@ from .ratelimit import ServerLimit
 from .validate import ValidRecord
 
 # Request kinds, in the order a record meets them.
-KINDS = ("search", "read", "create", "metadata", "file-init", "file-content", "file-commit")
-KINDS += ("share",)
+KINDS: tuple[str, ...] = (
+    "search",
+    "read",
+    "create",
+    "metadata",
+    "file-init",
+    "file-content",
+    "file-commit",
+    "share",
+)
 
 
 @dataclass(frozen=True)

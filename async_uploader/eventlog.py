@@ -134,9 +134,9 @@ class EventLog:
             if self.clock() - sending.last >= PROGRESS_INTERVAL:
                 self._progress(event.folder, event.key, sending)
         elif isinstance(event, FileDone):
-            sending = self._files.pop((event.folder, event.key), None)
-            if sending is not None:
-                self._progress(event.folder, event.key, sending)
+            done = self._files.pop((event.folder, event.key), None)
+            if done is not None:
+                self._progress(event.folder, event.key, done)
             self.write("file_done", asdict(event))
         elif isinstance(event, RecordDone):
             self._drain(event.result.folder)

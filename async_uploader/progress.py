@@ -155,8 +155,9 @@ class BarRenderer(_Base):
     def on_done(self, result: BatchResult) -> None:
         # Folders settled without processing (a changed published folder) send no
         # RecordDone; a batch that ran to its end has nonetheless processed all of them.
-        if not (result.interrupted or result.fatal) and self.rec_bar.n < self.rec_bar.total:
-            self.rec_bar.update(self.rec_bar.total - self.rec_bar.n)
+        total = self.rec_bar.total or 0
+        if not (result.interrupted or result.fatal) and self.rec_bar.n < total:
+            self.rec_bar.update(total - self.rec_bar.n)
 
     def close(self) -> None:
         self.rec_bar.close()

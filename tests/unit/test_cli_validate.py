@@ -24,3 +24,13 @@ def test_validate_says_warning_and_error_once(
         line.startswith("error: folder 1, record_metadata.json: invalid JSON") for line in out
     )
     assert out[-1] == "1 valid, 1 invalid, of 2 record folders"
+
+
+def test_a_mistyped_option_never_echoes_its_value(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["upload", "records", "--token", "sekrit-token-value", "--tok=sekrit-2"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "--token" in err and "--tok" in err and "sekrit" not in err
+    with pytest.raises(SystemExit):  # abbreviations are off: not read as --token-file
+        main(["upload", "records", "--token-f", "x"])
