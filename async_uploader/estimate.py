@@ -129,11 +129,12 @@ def batch_requests(
 
 
 def allowed_rate(headers: Mapping[str, str], now: float) -> float | None:
-    """Requests/second an ``X-RateLimit-*`` answer allows: limit / window. The window is
-    exact on a fresh one (Remaining = limit - 1), otherwise Reset - now bounds it below, so
-    the rate is then an upper bound and the least time a lower one (as it should be)."""
+    """Requests/second an ``X-RateLimit-*`` answer allows: limit / window, the window being
+    ``floor(Reset - now)`` as the rate limiter reads it (Reset is whole epoch seconds). On a
+    fresh window (Remaining = limit - 1) that is the window; on a busy one it is shorter,
+    so the rate is then an upper bound and the least time a lower one, as it should be."""
     limit = ServerLimit.from_headers(headers)
     if limit is None or limit.limit <= 0:
         return None
-    window = max(1.0, math.floor(limit.reset_epoch - now + 0.5))
+    window = max(1.0, math.floor(limit.reset_epoch - now))
     return limit.limit / window

@@ -219,17 +219,13 @@ class Stopwatch:
         self.seconds = time.perf_counter() - self._t0
 
 
-def run_library(
-    records_dir: Path, sb: SandboxProcess, work: Path, **settings: Any
-) -> tuple[float, Any]:
-    """One batch through the library ``upload_records`` in this process; (wall s, result).
-
-    Each call gets a fresh journal and links file, so every run uploads everything again.
-    """
-    from async_uploader import UploadConfig, upload_records_sync
+def bench_config(records_dir: Path, sb: SandboxProcess, work: Path, **settings: Any) -> Any:
+    """The UploadConfig of one benchmark run: a fresh state, a new batch."""
+    from async_uploader import UploadConfig
 
     run_dir = Path(work) / f"run-{secrets.token_hex(4)}"
-    config = UploadConfig(
+    settings.setdefault("new_batch", True)
+    return UploadConfig(
         base_url=sb.url,
         token=sb.token,
         records_dir=records_dir,
@@ -237,6 +233,19 @@ def run_library(
         state_dir=run_dir / "state",
         **settings,
     )
+
+
+def run_library(
+    records_dir: Path, sb: SandboxProcess, work: Path, **settings: Any
+) -> tuple[float, Any]:
+    """One batch through the library ``upload_records`` in this process; (wall s, result).
+
+    Each call gets a fresh journal and links file and says it is a new batch (no look-up of
+    the records an earlier repeat published), so every run uploads everything again.
+    """
+    from async_uploader import upload_records_sync
+
+    config = bench_config(records_dir, sb, work, **settings)
     with Stopwatch() as sw:
         result = upload_records_sync(config)
     if result.exit_code != 0:
