@@ -4,29 +4,7 @@ Pure file-system reading (no network, no file contents read). Anything odd found
 (an escaping or broken symlink, an unreadable sub-directory) becomes a :class:`Problem` on the
 record instead of an exception, so one bad folder never hides the others.
 
-Include / exclude patterns follow gitignore rules, as implemented by ``pathspec`` (its
-``GitIgnoreSpec``), matched against the file key, case-sensitive:
-
-* All ``--include`` patterns are read as the lines of one ``.gitignore`` file, in the order
-  given, and all ``--exclude`` patterns as the lines of another. A key is *matched* by such a
-  list exactly when Git would ignore a file at that path with that ``.gitignore``. So patterns
-  without ``!`` are OR-ed, and a later ``!pattern`` takes back what earlier ones matched:
-  ``*.tmp`` then ``!keep.tmp`` matches every ``.tmp`` file but ``keep.tmp``.
-* ``*``, ``?`` and ``[...]`` never cross a ``/``; ``**`` matches any number of directories
-  (``**/scratch/*``, ``raw/**``). ``\`` escapes the next character (``\#notes``, ``\!x``,
-  ``\[1]``); a leading ``#`` would be a comment, which is refused here.
-* A pattern without a ``/`` (a trailing one aside) matches a name at any depth: ``*.dat``
-  matches ``a.dat`` and ``raw/run1.dat``. A pattern with a ``/`` is anchored at the record
-  folder (``raw/*``, ``/top.csv``). A trailing ``/`` (``raw/``) matches directories only.
-* A matched directory matches everything inside it (``raw`` and ``raw/*`` both cover
-  ``raw/sub/x.dat``), and, as in Git, a ``!`` pattern cannot take back a file inside it:
-  ``raw/`` then ``!raw/keep.dat`` still matches ``raw/keep.dat``; write ``raw/*`` then
-  ``!raw/keep.dat`` for that.
-* A file is attached if there is no include pattern or the include list matches it, and the
-  exclude list does not (exclude wins). ``record_metadata.json`` at the top of a record is
-  never attached and never subject to the patterns. Excluded directories are not walked.
-* A pattern that is blank, a comment, invalid (a lone trailing ``\``, an unclosed ``[``) or
-  matches nothing raises :class:`ConfigError` naming it.
+Which files are attached is decided by ``patterns.KeyFilter`` (gitignore rules).
 """
 
 from __future__ import annotations
@@ -36,25 +14,16 @@ import os
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from natsort import natsorted
-from pathspec import GitIgnoreSpec
 
 from .errors import ConfigError
+from .patterns import KeyFilter, one_line
 
 METADATA_FILE = "record_metadata.json"
 STATE_NAMES = frozenset({".upload_state", "records_links.json"})  # the tool's own state
-
-
-def _one_line(text: str) -> str:
-    """Escape control characters so a hostile file name cannot forge report lines."""
-    return "".join(
-        c if (" " <= c < "\x7f" or c > "\x9f") else c.encode("unicode_escape").decode("ascii")
-        for c in text
-    )
 
 
 @dataclass(frozen=True)
@@ -73,7 +42,7 @@ class Problem:
         text = f"{where}: {self.message}"
         if self.severity == "warning":
             text = "warning: " + text
-        return _one_line(text)
+        return one_line(text)
 
 
 @dataclass(frozen=True)
@@ -94,89 +63,6 @@ class RecordFolder:
     metadata_stamp: tuple[int, int] = (0, 0)  # size and mtime_ns of record_metadata.json
 
 
-def _checked(option: str, pattern: object) -> str:
-    """``pattern`` if it is one valid, effective gitignore line, else a :class:`ConfigError`."""
-    if not isinstance(pattern, str):
-        raise ConfigError(f"{option} pattern {pattern!r} is not text")
-    shown = f"'{_one_line(pattern)}'"  # as typed: repr() would double every backslash
-    try:
-        spec = GitIgnoreSpec.from_lines([pattern])
-    except ValueError as exc:  # pathspec's GitIgnorePatternError
-        line = pattern if pattern.endswith("\\ ") else pattern.rstrip()
-        if (len(line) - len(line.rstrip("\\"))) % 2:
-            why = "it ends with a \\ that escapes nothing"
-        elif not line.lstrip("!/"):
-            why = "there is no pattern after the !"
-        else:
-            why = str(exc.__cause__ or exc)
-        raise ConfigError(f"invalid {option} pattern {shown}: {why}") from exc
-    if any(p.include is not None for p in spec.patterns):
-        return pattern
-    if not pattern.strip():
-        why = "is empty"
-    elif pattern.startswith("#"):
-        why = "is a comment in gitignore syntax: write \\# to match a name starting with #"
-    elif "[" in pattern:
-        why = "has a [ without its closing ]: write \\[ to match a literal ["
-    else:
-        why = "matches nothing"
-    raise ConfigError(f"{option} pattern {shown} {why}")
-
-
-def _dir_line(pattern: str) -> str | None:
-    """The same line for testing a directory's own path: without its trailing ``/``."""
-    line = pattern if pattern.endswith("\\ ") else pattern.rstrip()  # as gitignore reads it
-    body = line.rstrip("/")
-    return body if body not in ("", "!") else None
-
-
-class _PatternList:
-    """One option's patterns, read as the lines of one ``.gitignore`` (see the module doc).
-
-    ``pathspec`` matches one path at a time, so it would let a ``!`` line take back a file
-    inside a matched directory, which Git does not. Here a key is matched when one of its
-    directories is (tested by its own path, trailing-``/`` lines applying to it) or, failing
-    that, when the key itself is: the two steps Git takes while it walks the tree.
-    """
-
-    def __init__(self, option: str, patterns: Sequence[str]) -> None:
-        lines = [_checked(option, p) for p in patterns]
-        self.empty = not lines
-        self.files = GitIgnoreSpec.from_lines(lines)
-        self.dirs = GitIgnoreSpec.from_lines([d for d in map(_dir_line, lines) if d])
-        self._dir_itself = lru_cache(maxsize=1 << 14)(self.dirs.match_file)
-
-    def _in_matched_dir(self, key: str) -> bool:
-        slash = key.find("/")
-        while slash != -1:
-            if self._dir_itself(key[:slash]):
-                return True
-            slash = key.find("/", slash + 1)
-        return False
-
-    def matches_file(self, key: str) -> bool:
-        return not self.empty and (self._in_matched_dir(key) or self.files.match_file(key))
-
-    def matches_dir(self, key: str) -> bool:
-        return not self.empty and (self._in_matched_dir(key) or self._dir_itself(key))
-
-
-class _KeyFilter:
-    def __init__(self, include: Sequence[str], exclude: Sequence[str]) -> None:
-        if isinstance(include, str) or isinstance(exclude, str):
-            raise ConfigError("include/exclude must be sequences of patterns, not one string")
-        self.include = _PatternList("--include", include)
-        self.exclude = _PatternList("--exclude", exclude)
-        # Record folders tend to repeat the same names: memoise per filter (bounded).
-        self.wants_file = lru_cache(maxsize=1 << 16)(self._wants_file)
-        self.prunes_dir = lru_cache(maxsize=1 << 14)(self.exclude.matches_dir)
-
-    def _wants_file(self, key: str) -> bool:
-        if not self.include.empty and not self.include.matches_file(key):
-            return False
-        return not self.exclude.matches_file(key)
-
-
 _Item = tuple[Path, str, tuple[str, ...]]  # directory, key prefix, directories on the way down
 
 
@@ -187,7 +73,7 @@ class _Walker:
     by joining one name onto the parent's Path. Real paths are computed only for symlinks.
     """
 
-    def __init__(self, name: str, path: Path, keep: _KeyFilter) -> None:
+    def __init__(self, name: str, path: Path, keep: KeyFilter) -> None:
         self.name = name
         self.path = path
         self.keep = keep
@@ -300,7 +186,7 @@ def discover(
         raise ConfigError(f"records folder {root_s} does not exist")
     if not os.path.isdir(root_s):
         raise ConfigError(f"records folder {root_s} is not a directory")
-    keep = _KeyFilter(include, exclude)
+    keep = KeyFilter(include, exclude)
     root_p = Path(root_s)
     try:
         with os.scandir(root_s) as scan:
