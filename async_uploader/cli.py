@@ -18,7 +18,6 @@ import anyio
 
 from .cliargs import build_parser, config_from, limits_from
 from .config import read_token
-from .discover import discover
 from .errors import ConfigError, first_error
 from .estimate import KINDS
 from .eventlog import EventLog
@@ -26,7 +25,7 @@ from .events import tee
 from .inspect import Inspection, inspect_records
 from .pipeline import upload_records
 from .progress import human_bytes, make_renderer, summary
-from .validate import validate_all
+from .validate import validate_records
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 75
@@ -52,15 +51,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    folders = discover(args.records_dir, include=args.include, exclude=args.exclude)
-    valid, invalid = validate_all(folders, limits_from(args))
-    for record in valid:
+    found = validate_records(
+        args.records_dir, include=args.include, exclude=args.exclude, limits=limits_from(args)
+    )
+    for record in found.valid:
         for warning in record.warnings:
             print(warning)  # a warning's str starts with "warning: " already
-    for _folder, problems in invalid:
+    for _folder, problems in found.invalid:
         for problem in problems:
             print(problem if problem.severity == "warning" else f"error: {problem}")
-    print(f"{len(valid)} valid, {len(invalid)} invalid, of {len(folders)} record folders")
+    valid, invalid = len(found.valid), len(found.invalid)
+    print(f"{valid} valid, {invalid} invalid, of {found.folders} record folders")
     return 1 if invalid else 0
 
 
