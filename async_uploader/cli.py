@@ -24,8 +24,8 @@ from .eventlog import EventLog
 from .events import tee
 from .inspect import Inspection, inspect_records
 from .pipeline import upload_records
+from .prepare import validate_records
 from .progress import human_bytes, make_renderer, summary
-from .validate import validate_records
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 75

@@ -7,16 +7,34 @@
     │   └── StateLocked                another run holds this batch's state (exit 2)
     ├── ChecksumMismatch               server md5 differs from the local one after a re-upload
     ├── ApiError                       the server answered with an error, or did not answer
-    │   ├── TransientApiError          408/429/5xx/connection/timeouts: retried, budget spent
+    │   ├── TransientApiError          408/429/5xx, or no answer: retried, budget spent
+    │   │   │                          (an HTTP status: ``reason`` is "HTTP 503")
+    │   │   ├── NotSent                the connection could not be opened (refused, DNS, TLS,
+    │   │   │   │                      connect timeout): the request certainly did nothing,
+    │   │   │   │                      so any call may be resent                   "connect"
+    │   │   │   └── ServerUnreachable  ... and that outlasted the retry budget (also BatchFatal)
+    │   │   ├── BodyPartlySent         the connection broke while the request body was being
+    │   │   │                          sent (a streamed upload cut off)            "body cut"
+    │   │   └── NoAnswer               the request was sent whole, no answer came: the
+    │   │                              connection closed or reset before the answer, the
+    │   │                              answer cut off                              "no answer"
+    │   │                              or no answer in time                        "timeout"
     │   └── PermanentApiError          other 4xx: the record fails with the server's message
     └── BatchFatal                     stops the whole batch early (exit 3)
         ├── AuthRefused                token refused on writes (403 before any write worked,
         │                              or several in a row: revoked mid-run)
         ├── CommunityNotFound          the --community slug does not exist on the server
-        ├── ServerUnreachable          connection errors outlasted the retry budget
+        ├── ServerUnreachable          (see above)
         ├── UnsafeLink                 the server linked to another origin (or plain http
         │                              off loopback): the token is never sent there
         └── JournalWriteFailed         the journal cannot be written (disk full, read-only)
+
+The phases follow httpx's model (``ConnectError`` / ``WriteError`` / ``ReadError``,
+``ReadTimeout``): what matters for a resend is how far the request got. Only ``NotSent`` (and
+a 429) proves that a call which is not idempotent did nothing; after ``BodyPartlySent`` or
+``NoAnswer`` it may have worked, so such a call is not resent blindly (``retry.may_resend``).
+Every transient error has a ``reason``: a short, stable key (``Reason``, or "HTTP <status>")
+under which its resends are counted, as opposed to its message, which is for people.
 
 Every error carries the context a person needs to act on it: the record folder, the file
 key, and for API errors the HTTP method, URL, status and the server's own ``message`` and
@@ -29,7 +47,27 @@ with every problem listed). aiohttp exceptions are translated into this tree in 
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from typing import Any
+
+
+class Reason(StrEnum):
+    """Why a call was sent again: the stable keys of ``Retrying.reason`` and of the report's
+    ``retries_by_reason`` (an HTTP status is counted as "HTTP <status>", see ``http_reason``)."""
+
+    CONNECT = "connect"  # NotSent: the connection could not be opened
+    BODY_CUT = "body cut"  # BodyPartlySent: the connection broke while sending the body
+    NO_ANSWER = "no answer"  # NoAnswer: closed or reset before the answer, answer cut off
+    TIMEOUT = "timeout"  # NoAnswer: no answer within the read timeout
+    STALLED = "upload stalled"  # transfer.py: no chunk accepted for --stall-timeout
+    NOT_KEPT = "content not kept"  # transfer.py: the server did not keep a PUT's content
+    CONTENT_MISSING = "content missing"  # transfer.py: commit said the content is missing
+    CHECKSUM = "checksum mismatch"  # transfer.py: the server's md5 differs; uploaded again
+
+
+def http_reason(status: int) -> str:
+    """The counting key of a resend after an HTTP answer, e.g. "HTTP 503"."""
+    return f"HTTP {status}"
 
 
 class UploaderError(Exception):
@@ -107,9 +145,11 @@ class ApiError(UploaderError):
             self.key = key
         return self
 
+    unanswered = "no answer"  # what ``__str__`` says in place of a status when none came
+
     def __str__(self) -> str:
         head = super().__str__()
-        status = "no answer" if self.status is None else f"HTTP {self.status}"
+        status = self.unanswered if self.status is None else f"HTTP {self.status}"
         text = f"{head} [{self.method} {self.url} -> {status}]"
         if self.server_message:
             text += f" server says: {self.server_message!r}"
@@ -119,7 +159,50 @@ class ApiError(UploaderError):
 
 
 class TransientApiError(ApiError):
-    """Worth retrying: 408, 429, 5xx (JSON or a proxy's HTML), dropped connections."""
+    """Worth retrying: 408, 429, 5xx (JSON or a proxy's HTML), dropped connections.
+
+    ``reason`` is the stable counting key: "HTTP <status>" for an answer; the subclasses
+    below (no answer) set their own.
+    """
+
+    reason: str = Reason.NO_ANSWER
+
+    def __init__(self, message: str, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        if self.status is not None:
+            self.reason = http_reason(self.status)
+
+
+class NotSent(TransientApiError):
+    """The connection could not be opened: the request certainly did nothing on the server,
+    so any call, even one that is not idempotent, may be sent again."""
+
+    reason = Reason.CONNECT
+    unanswered = "not sent"
+
+
+class BodyPartlySent(TransientApiError):
+    """The connection broke while the request body was being sent.
+
+    ``sent`` is how many body bytes had been handed to the connection, of ``size``."""
+
+    reason = Reason.BODY_CUT
+    unanswered = "body cut off"
+
+    def __init__(self, message: str, *, sent: int, size: int | None, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.sent = sent
+        self.size = size
+
+
+class NoAnswer(TransientApiError):
+    """The request was sent whole, but no answer came (the connection was closed or reset
+    before the answer, the answer was cut off, or it did not come in time): the server may
+    have acted on it."""
+
+    def __init__(self, message: str, *, timed_out: bool = False, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.reason = Reason.TIMEOUT if timed_out else Reason.NO_ANSWER
 
 
 class PermanentApiError(ApiError):
@@ -138,8 +221,8 @@ class CommunityNotFound(PermanentApiError, BatchFatal):
     pass
 
 
-class ServerUnreachable(TransientApiError, BatchFatal):
-    pass
+class ServerUnreachable(NotSent, BatchFatal):
+    """The connection could not be opened, again and again, for the whole retry budget."""
 
 
 class JournalWriteFailed(BatchFatal):

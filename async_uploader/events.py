@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .results import BatchResult, RecordResult
+    from .results import BatchResult, Counters, RecordResult
 
 
 @dataclass(frozen=True)
@@ -112,3 +112,19 @@ def tee(*reporters: Reporter) -> Reporter:
             reporter(event)
 
     return report
+
+
+def count(counters: Counters, event: Event) -> None:
+    """Feed the run's counters from one event (kinds without a tally are ignored), so a log
+    of the events gives the same numbers as the report (see ``results.Counters``)."""
+    if isinstance(event, Retrying):
+        counters.retries += 1
+        counters.by_reason[event.reason] += 1
+    elif isinstance(event, Paused):
+        counters.pauses += 1
+        counters.paused_seconds += event.seconds
+    elif isinstance(event, BytesSent):
+        if event.n >= 0:
+            counters.bytes_sent += event.n
+        else:
+            counters.bytes_resent -= event.n

@@ -8,10 +8,13 @@ the batch's work.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from .config import UploadConfig
-from .discover import RecordFolder, discover
+from .config import UploadConfig, ValidationLimits
+from .discover import Problem, RecordFolder, discover
 from .journal import UNKNOWN, EntryTooNew, Journal, RecordState
 from .plan import Action, RecordPlan, fingerprint, plan_record, unchanged_since_done
 from .results import FileResult, Outcome, RecordResult
@@ -103,3 +106,25 @@ def changed(state: RecordState) -> RecordResult:
 def skipped(state: RecordState) -> RecordResult:
     files = tuple(FileResult(f.key, f.size, f.md5) for f in state.files.values())
     return RecordResult(state.folder, Outcome.SKIPPED, state.draft_id, state.record_url, files)
+
+
+@dataclass(frozen=True)
+class Validation:
+    """``validate``'s answer for a whole records folder (no network)."""
+
+    folders: int
+    valid: tuple[ValidRecord, ...]
+    invalid: tuple[tuple[RecordFolder, tuple[Problem, ...]], ...]
+
+
+def validate_records(
+    records_dir: str | os.PathLike[str],
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    limits: ValidationLimits | None = None,
+) -> Validation:
+    """Discover and validate every record folder under ``records_dir``, as an upload would."""
+    folders = discover(Path(records_dir), include=include, exclude=exclude)
+    valid, invalid = validate_all(folders, limits)
+    return Validation(len(folders), tuple(valid), tuple(invalid))

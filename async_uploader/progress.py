@@ -221,6 +221,8 @@ def summary(result: BatchResult) -> str:
     if result.count(Outcome.SKIPPED):
         lines.append("  (skipped: done in an earlier run, according to the journal)")
     lines.append(f"  {'bytes sent':<12} {human_bytes(c.bytes_sent):>10}")
+    if c.bytes_resent:
+        lines.append(f"  {'of it resent':<12} {human_bytes(c.bytes_resent):>10}")
     lines.append(f"  {'time':<12} {result.seconds:>9.1f} s")
     lines.append(
         f"  {'requests':<12} {c.requests:>6}  (retries {c.retries}, gave up {c.gave_up}, "

@@ -54,7 +54,26 @@ class RecordResult:
 
 @dataclass
 class Counters:
-    """Mutable tallies shared by the run (only touched from the event loop)."""
+    """Tallies of one run, shown in the summary and the report (only touched on the loop).
+
+    The retry and byte tallies are fed from the event stream (``events.count``, called by
+    ``InvenioClient.report`` for every event it hands on), so a log of the events gives the
+    same numbers:
+
+    * ``retries`` / ``by_reason``: one per ``Retrying`` event, that is one per resend of any
+      call (the client's retry loop, a stalled or refused upload, a commit, a checksum
+      re-upload), keyed by the event's stable reason ("connect", "HTTP 503", ...);
+    * ``pauses`` / ``paused_seconds``: one per ``Paused`` event (a 429 pausing the batch);
+    * ``bytes_sent``: every byte of file content put on the wire (handed to a connection),
+      resends included: what the network carried;
+    * ``bytes_resent``: the part of ``bytes_sent`` that was a repeat, the bytes of upload
+      attempts that were later sent again from byte 0 (a ``BytesSent`` event with a negative
+      ``n`` takes an attempt back). ``bytes_sent - bytes_resent`` is the content delivered
+      (plus the part of a last, failed attempt).
+
+    ``requests``, ``writes``, ``responses_429`` and ``gave_up`` have no event of their own and
+    are counted by the client as it sends.
+    """
 
     requests: int = 0
     writes: int = 0
@@ -64,6 +83,7 @@ class Counters:
     paused_seconds: float = 0.0
     gave_up: int = 0
     bytes_sent: int = 0
+    bytes_resent: int = 0
     by_reason: Counter[str] = field(default_factory=Counter)
 
     def to_json(self) -> dict[str, Any]:
@@ -76,6 +96,7 @@ class Counters:
             "paused_seconds": round(self.paused_seconds, 3),
             "gave_up": self.gave_up,
             "bytes_sent": self.bytes_sent,
+            "bytes_resent": self.bytes_resent,
             "retries_by_reason": dict(self.by_reason),
         }
 

@@ -1,22 +1,30 @@
 """When to send an HTTP call again: a pure decision table, tested without sleeping.
 
 =====================================  ============  ===========================================
-outcome                                transient?    what happens
+outcome (error class, counting key)    transient?    what happens
 =====================================  ============  ===========================================
-connection refused/reset, DNS, TLS     yes           back off, resend (if the call allows it)
-timeout (connect or read), stall       yes           back off, resend (if the call allows it)
-408 Request Timeout                    yes           back off, resend
+connection refused, DNS, TLS, connect  yes           back off, resend (any call: nothing was
+timeout (``NotSent``, "connect")                     sent)
+connection broke while sending the     yes           back off, resend if the call is idempotent
+body (``BodyPartlySent``, "body cut")
+sent whole, closed/reset before the    yes           back off, resend if the call is idempotent
+answer (``NoAnswer``, "no answer")
+no answer in time (``NoAnswer``,       yes           back off, resend if the call is idempotent
+"timeout"); a stalled upload
+408 Request Timeout                    yes           back off, resend if the call is idempotent
 429 Too Many Requests                  yes           the whole batch pauses (``ratelimit.py``);
-                                                     does not use up attempts, only total time
-500, 502, 503, 504, other 5xx          yes           back off (honouring Retry-After), resend;
-(JSON or a proxy's HTML page)
+                                                     resend any call: it was refused unread.
+                                                     Does not use up attempts, only total time
+500, 502, 503, 504, other 5xx          yes           back off (honouring Retry-After), resend
+(JSON or a proxy's HTML page)                        if the call is idempotent
 other 4xx (400, 403, 404, 409, 413..)  no            the record fails with the server's message
 =====================================  ============  ===========================================
 
 Back-off is exponential with full jitter (``delay = U(0, min(cap, base * 2**(n-1)))``), bounded
 by attempts and by total elapsed time, whichever comes first. A ``Retry-After`` from the
-server wins over the computed delay. Which *calls* may be resent at all is decided by the
-caller (``client.py``): POST /api/records and publish are never resent blindly.
+server wins over the computed delay. Which *calls* are idempotent is decided by the caller
+(``client.py``, ``resend=``): POST /api/records, file init and publish are not, and after a
+failure that may have reached the server they are not resent blindly (``may_resend``).
 """
 
 from __future__ import annotations
@@ -25,10 +33,21 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 from .config import RetryConfig
+from .errors import Reason, http_reason
+
+# The failures after which a call that is not idempotent provably did nothing.
+NOTHING_DONE = frozenset({Reason.CONNECT.value, http_reason(429)})
 
 
 def is_transient_status(status: int) -> bool:
     return status in (408, 429) or 500 <= status <= 599
+
+
+def may_resend(reason: str, *, idempotent: bool) -> bool:
+    """May a call be sent again after a failure counted under ``reason`` (``Reason`` or
+    "HTTP <status>")? An idempotent call always may; any other call only when the failure
+    proves that the server did nothing (not sent, or refused with 429)."""
+    return idempotent or reason in NOTHING_DONE
 
 
 @dataclass(frozen=True)

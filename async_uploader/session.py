@@ -34,9 +34,8 @@ async def open_client(
         timeout=timeout, connector=connector, headers=headers, raise_for_status=False
     ) as session:
         # Hazard: aiohttp silently resends an idempotent request once after a dropped
-        # connection, reusing a half-read streamed body. Our retry layer resends properly
-        # (a fresh body and md5), so aiohttp's own resend is switched off.
-        session._retry_connection = False
+        # keep-alive connection, reusing a half-read streamed body; InvenioClient switches
+        # that off (client.disable_silent_resend) and fails loudly where it cannot.
         yield InvenioClient(
             session,
             api_url=config.api_url,

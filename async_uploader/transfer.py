@@ -13,6 +13,12 @@ A transfer is a few small dependent steps, each of which can fail in its own way
   uploaded once more, and then the record fails.
 * stall: an upload that has not had a chunk accepted for ``stall_timeout`` seconds is
   aborted and sent again.
+
+Every resend here (a stalled PUT, a PUT whose content was not kept, a commit tried again, a
+re-PUT after "content missing", the re-upload after a checksum mismatch) is announced with
+``client.retrying``: one ``Retrying`` event each, which is also what counts it. One
+``FileBody`` serves every attempt of a file, so each resend takes back the bytes of the
+attempt it repeats (``Counters.bytes_resent``).
 """
 
 from __future__ import annotations
@@ -29,10 +35,19 @@ import anyio
 
 from .client import InvenioClient, Response
 from .discover import LocalFile
-from .errors import ChecksumMismatch, PermanentApiError, TransientApiError, UploaderError
+from .errors import (
+    BodyPartlySent,
+    ChecksumMismatch,
+    PermanentApiError,
+    Reason,
+    TransientApiError,
+    UploaderError,
+    http_reason,
+)
 from .journal import FileState
 
 CONTENT_ATTEMPTS = 4  # server-side refusals of a content PUT (each already retried by the client)
+COMMIT_RECHECK = 1.0  # seconds before a commit answered 500 is tried once more
 
 
 class FileBody:
@@ -117,13 +132,15 @@ class FileUploader:
 
     async def upload(self, file: LocalFile, entry: dict[str, Any]) -> FileState:
         """PUT + commit + verify one initialised entry; re-upload once on a checksum mismatch."""
-        state, server_sum = await self._put_and_commit(file, entry)
+        body = FileBody(file, self.chunk_size, lambda n: self.on_progress(file.key, n))
+        state, server_sum = await self._put_and_commit(file, entry, body)
         if server_sum == f"md5:{state.md5}":
             return state
         # Hazard: the server stored other bytes than we sent. Delete, upload once more.
         await self.client.delete_file(entry["links"]["self"])
         entry = await self.reinit(file)
-        state, server_sum = await self._put_and_commit(file, entry)
+        self.client.retrying("PUT", entry["links"]["content"], Reason.CHECKSUM, 1, 0.0)
+        state, server_sum = await self._put_and_commit(file, entry, body)
         if server_sum != f"md5:{state.md5}":
             raise ChecksumMismatch(
                 folder=self.folder, key=file.key, local_md5=state.md5, server_checksum=server_sum
@@ -131,16 +148,18 @@ class FileUploader:
         return state
 
     async def _put_and_commit(
-        self, file: LocalFile, entry: dict[str, Any]
+        self, file: LocalFile, entry: dict[str, Any], body: FileBody
     ) -> tuple[FileState, str]:
-        for _ in range(CONTENT_ATTEMPTS):
-            md5, entry = await self._put_content(file, entry)
-            resp = await self.client.commit(entry["links"]["commit"])
+        for attempt in range(1, CONTENT_ATTEMPTS + 1):
+            md5, entry = await self._put_content(file, entry, body)
+            commit_url = entry["links"]["commit"]
+            resp = await self.client.commit(commit_url)
             if resp.status == 500:
                 # A lone 500 may be a passing error; one that repeats means the content is
                 # missing (contract 3.5), and only then is the whole file sent again.
-                await anyio.sleep(1.0)
-                resp = await self.client.commit(entry["links"]["commit"])
+                self.client.retrying("POST", commit_url, http_reason(500), 1, COMMIT_RECHECK)
+                await anyio.sleep(COMMIT_RECHECK)
+                resp = await self.client.commit(commit_url)
             if resp.status == 200:
                 before = os.stat(file.path)
                 if (before.st_size, before.st_mtime_ns) != (file.size, file.mtime_ns):
@@ -151,9 +170,11 @@ class FileUploader:
                     )
                 state = FileState(file.key, file.size, file.mtime_ns, md5)
                 return state, str(resp.obj.get("checksum"))
-            if resp.status == 500:  # content missing on the server: send it again
-                continue
-            raise self._refused(resp, file)
+            if resp.status != 500:
+                raise self._refused(resp, file)
+            if attempt < CONTENT_ATTEMPTS:  # content missing on the server: send it again
+                content_url = entry["links"]["content"]
+                self.client.retrying("PUT", content_url, Reason.CONTENT_MISSING, attempt, 0.0)
         raise TransientApiError(
             "commit kept failing",
             method="POST",
@@ -164,10 +185,9 @@ class FileUploader:
         )
 
     async def _put_content(
-        self, file: LocalFile, entry: dict[str, Any]
+        self, file: LocalFile, entry: dict[str, Any], body: FileBody
     ) -> tuple[str, dict[str, Any]]:
-        body = FileBody(file, self.chunk_size, lambda n: self.on_progress(file.key, n))
-        for _ in range(CONTENT_ATTEMPTS):
+        for attempt in range(1, CONTENT_ATTEMPTS + 1):
             resp = await self._put_watched(entry["links"]["content"], body, file)
             if resp.status == 200 and "errors" not in resp.obj and body.md5 is not None:
                 return body.md5, entry
@@ -175,12 +195,15 @@ class FileUploader:
                 raise self._refused(resp, file)
             if resp.status == 400 and "smaller than expected" not in str(resp.obj.get("message")):
                 raise self._refused(resp, file)
+            if attempt == CONTENT_ATTEMPTS:
+                break
             # The server did not keep the content. Pending: PUT again. Gone: init again.
             found = await self.client.request("GET", entry["links"]["self"], accept=(404,))
             if found.status == 404:
                 entry = await self.reinit(file)
             else:
                 entry = found.obj or entry
+            self.client.retrying("PUT", entry["links"]["content"], Reason.NOT_KEPT, attempt, 0.0)
         raise TransientApiError(
             "content upload kept failing",
             method="PUT",
@@ -193,7 +216,7 @@ class FileUploader:
 
     async def _put_watched(self, url: str, body: FileBody, file: LocalFile) -> Response:
         """The PUT, aborted and resent if no chunk is accepted for ``stall_timeout`` seconds."""
-        for _ in range(CONTENT_ATTEMPTS):
+        for attempt in range(1, CONTENT_ATTEMPTS + 1):
             stalled = False
             async with anyio.create_task_group() as tg:
 
@@ -212,10 +235,13 @@ class FileUploader:
                 tg.cancel_scope.cancel()
             if not stalled:
                 return resp
-            self.client.counters.retries += 1
-            self.client.counters.by_reason["upload stalled"] += 1
-        raise TransientApiError(
-            f"upload stalled (no progress for {self.stall_timeout:.0f} s)",
+            if attempt < CONTENT_ATTEMPTS:
+                self.client.retrying("PUT", url, Reason.STALLED, attempt, 0.0)
+        raise BodyPartlySent(
+            f"upload stalled (no progress for {self.stall_timeout:.0f} s, "
+            f"{CONTENT_ATTEMPTS} attempts)",
+            sent=body.sent,
+            size=file.size,
             method="PUT",
             url=url,
             status=None,

@@ -16,20 +16,12 @@ import re
 import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from .config import ValidationLimits
-from .discover import METADATA_FILE, Problem, RecordFolder, discover
+from .discover import METADATA_FILE, Problem, RecordFolder
 
-__all__ = [
-    "ValidRecord",
-    "Validation",
-    "ValidationLimits",
-    "validate_all",
-    "validate_record",
-    "validate_records",
-]
+__all__ = ["ValidRecord", "ValidationLimits", "validate_all", "validate_record"]
 
 
 @dataclass(frozen=True)
@@ -335,25 +327,3 @@ def validate_all(
         else:
             bad.append((folder, result))
     return good, bad
-
-
-@dataclass(frozen=True)
-class Validation:
-    """``validate``'s answer for a whole records folder (no network)."""
-
-    folders: int
-    valid: tuple[ValidRecord, ...]
-    invalid: tuple[tuple[RecordFolder, tuple[Problem, ...]], ...]
-
-
-def validate_records(
-    records_dir: str | os.PathLike[str],
-    *,
-    include: Sequence[str] = (),
-    exclude: Sequence[str] = (),
-    limits: ValidationLimits | None = None,
-) -> Validation:
-    """Discover and validate every record folder under ``records_dir``, as an upload would."""
-    folders = discover(Path(records_dir), include=include, exclude=exclude)
-    valid, invalid = validate_all(folders, limits)
-    return Validation(len(folders), tuple(valid), tuple(invalid))

@@ -117,8 +117,7 @@ class RecordJob:
         self.ctx.reporter(Notice(self.folder, message))
 
     def bytes_sent(self, key: str, n: int) -> None:
-        self.client.counters.bytes_sent += n
-        self.ctx.reporter(BytesSent(self.folder, key, n))
+        self.client.report(BytesSent(self.folder, key, n))  # counted from the event
 
     async def mark_published(self, record: dict[str, Any]) -> Outcome:
         links = record.get("links", {})

@@ -15,7 +15,6 @@ from typing import TypeVar
 import anyio
 
 from ..errors import BatchFatal, PermanentApiError, TransientApiError
-from ..events import Retrying
 from ..retry import decide
 from .job import RecordJob
 
@@ -64,10 +63,6 @@ async def unsure(
             if not decision.retry:
                 raise
             # Hazard: a resend of a call that may have worked; the settle step found nothing.
-            counters = job.client.counters
-            counters.retries += 1
-            counters.by_reason[f"unsure {exc.method}"] += 1
             delay = max(decision.delay, min_delay)
-            reason = f"settled, resending ({exc.message})"
-            job.emit(Retrying(exc.method, exc.url, reason, attempt, delay))
+            job.client.retrying(exc.method, exc.url, f"unsure {exc.method}", attempt, delay)
             await anyio.sleep(delay)

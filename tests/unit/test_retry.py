@@ -1,11 +1,12 @@
-"""The retry decision table, row by row (no sleeping)."""
+"""The retry decision table, row by row (no sleeping), and which calls may go again."""
 
 from __future__ import annotations
 
 import pytest
 
 from async_uploader.config import RetryConfig
-from async_uploader.retry import decide, is_transient_status, parse_retry_after
+from async_uploader.errors import Reason, http_reason
+from async_uploader.retry import decide, is_transient_status, may_resend, parse_retry_after
 
 CFG = RetryConfig(attempts=4, total_seconds=60.0, base_delay=0.5, max_delay=8.0)
 
@@ -97,3 +98,43 @@ def test_decisions(
 )
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:
     assert parse_retry_after(value, 1_000_000_000.0) == expected
+
+
+@pytest.mark.parametrize(
+    ("reason", "idempotent", "may"),
+    [
+        # the request provably did nothing: any call may go again
+        ("connect", False, True),
+        ("HTTP 429", False, True),
+        # it may have reached the server: only an idempotent call goes again blindly
+        ("body cut", False, False),
+        ("no answer", False, False),
+        ("timeout", False, False),
+        ("HTTP 408", False, False),
+        ("HTTP 500", False, False),
+        ("HTTP 503", False, False),
+        ("upload stalled", False, False),
+        ("connect", True, True),
+        ("body cut", True, True),
+        ("no answer", True, True),
+        ("timeout", True, True),
+        ("HTTP 503", True, True),
+    ],
+)
+def test_may_resend(reason: str, idempotent: bool, may: bool) -> None:
+    assert may_resend(reason, idempotent=idempotent) is may
+
+
+def test_reasons_are_stable_keys() -> None:
+    """The report's ``retries_by_reason`` keys: renaming one breaks readers of old reports."""
+    assert {r.value for r in Reason} == {
+        "connect",
+        "body cut",
+        "no answer",
+        "timeout",
+        "upload stalled",
+        "content not kept",
+        "content missing",
+        "checksum mismatch",
+    }
+    assert http_reason(503) == "HTTP 503"
