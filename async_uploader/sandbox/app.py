@@ -125,7 +125,7 @@ async def _api_call(
         rate = st.limiter.hit(key)
         request[RATE] = rate
         if not rate.allowed:
-            return web.json_response({"message": rate.item.text, "status": 429}, status=429)
+            return web.json_response({"message": rate.message, "status": 429}, status=429)
     fired = st.plan.decide(route, route_n, global_n) if route != "unknown" else ()
     for rule in fired:
         if rule.kind == "rate_storm" and not st.storm_active():

@@ -1,118 +1,77 @@
-"""A moving-window rate limiter shaped like Flask-Limiter's (InvenioRDM's limiter).
+"""Rate limiting as InvenioRDM does it: Flask-Limiter over the ``limits`` library.
 
-Limits are strings such as ``"20 per 1 second"`` or ``"1000 per minute;25000 per hour"``.
-Hits are keyed by client address + User-Agent (so parallel workers share one budget, as on
-the real server). A refused hit is not recorded, as with Flask-Limiter's moving window.
+Limits are strings such as ``"20 per 1 second"`` or ``"1000 per minute;25000 per hour"``
+(``limits.parse_many``). The strategy is ``limits``' own moving window over an in-memory
+storage, keyed by client address + User-Agent (so parallel workers share one budget, as on
+the real server). What Flask-Limiter adds on top is mirrored here (``Limiter.__evaluate_limits``
+and ``Limiter.__inject_headers`` in flask_limiter/_extension.py):
+
+* the limits are tried smallest window first (``sorted``), each one ``hit`` in turn; the
+  first refusal stops the loop (``fail_on_first_breach``), so the hits already taken on
+  the smaller windows stay counted;
+* the headers describe the breached limit, or else the smallest window's one;
+* the window stats are read when the headers are written: ``X-RateLimit-Reset`` is
+  ``int(reset_time + 1)``, ``Retry-After`` is ``int(reset - time.time())``;
+* the 429 message is ``str(limit)``: ``"20 per 1 second"``.
 """
 
 from __future__ import annotations
 
-import math
-import re
 import time
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 
-_UNITS = {
-    "second": 1,
-    "minute": 60,
-    "hour": 3600,
-    "day": 86400,
-    "month": 30 * 86400,
-    "year": 365 * 86400,
-}
-_ITEM = re.compile(
-    r"^\s*(\d+)\s*(?:per|/)\s*(\d+)?\s*(second|minute|hour|day|month|year)s?\s*$", re.I
-)
+from limits import RateLimitItem, parse_many
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 
-
-@dataclass(frozen=True)
-class RateLimitItem:
-    amount: int
-    multiples: int
-    unit: str
-
-    @property
-    def seconds(self) -> float:
-        return float(self.multiples * _UNITS[self.unit])
-
-    @property
-    def text(self) -> str:
-        """The 429 message, as Flask-Limiter words it: ``"20 per 1 second"``."""
-        return f"{self.amount} per {self.multiples} {self.unit}"
+__all__ = ["MovingWindowLimiter", "RateDecision", "RateLimitItem", "parse_limits"]
 
 
 def parse_limits(spec: str) -> tuple[RateLimitItem, ...]:
-    """Parse ``"N per [M] unit[;...]"``; raises ValueError on anything else."""
-    items = []
-    for part in re.split(r"[;,]", spec):
-        if not part.strip():
-            continue
-        match = _ITEM.match(part)
-        if match is None:
-            raise ValueError(f"bad rate limit {part.strip()!r} (expected e.g. '20 per 1 second')")
-        amount, multiples, unit = match.groups()
-        items.append(RateLimitItem(int(amount), int(multiples or 1), unit.lower()))
-    if not items:
-        raise ValueError("empty rate limit")
-    return tuple(items)
+    """Parse ``"N per [M] unit[;...]"`` with ``limits``; raises ValueError on anything else."""
+    try:
+        return tuple(parse_many(spec))
+    except ValueError:
+        msg = f"bad rate limit {spec!r} (expected e.g. '20 per 1 second')"
+        raise ValueError(msg) from None
 
 
 @dataclass(frozen=True)
 class RateDecision:
+    """One request's verdict: Flask-Limiter's ``current_limit`` for that request."""
+
     allowed: bool
     item: RateLimitItem  # the limit the headers describe (the breached one on a refusal)
-    remaining: int
-    reset: int  # epoch seconds when the oldest hit in the window expires
-    retry_after: int  # seconds until ``reset``
+    strategy: MovingWindowRateLimiter
+    key: str
+
+    @property
+    def message(self) -> str:
+        """The 429 message, as Flask-Limiter words it (``str(limit)``): ``"20 per 1 second"``."""
+        return str(self.item)
 
     def headers(self) -> dict[str, str]:
+        """The four headers, from the window as it stands now (Flask-Limiter reads it late)."""
+        reset_time, remaining = self.strategy.get_window_stats(self.item, self.key)
+        reset_at = int(reset_time + 1)
         return {
             "X-RateLimit-Limit": str(self.item.amount),
-            "X-RateLimit-Remaining": str(self.remaining),
-            "X-RateLimit-Reset": str(self.reset),
-            "Retry-After": str(self.retry_after),
+            "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Reset": str(reset_at),
+            "Retry-After": str(int(reset_at - time.time())),
         }
 
 
 class MovingWindowLimiter:
-    """In-memory moving windows, one deque of hit times per (key, limit)."""
+    """``limits``' moving window over a ``MemoryStorage``, applied as Flask-Limiter does."""
 
-    def __init__(
-        self, limits: tuple[RateLimitItem, ...], clock: Callable[[], float] = time.time
-    ) -> None:
-        self.limits = limits
-        self._clock = clock
-        self._hits: dict[tuple[str, int], deque[float]] = {}
-
-    def _window(self, key: str, i: int, now: float) -> deque[float]:
-        window = self._hits.setdefault((key, i), deque())
-        horizon = now - self.limits[i].seconds
-        while window and window[0] <= horizon:
-            window.popleft()
-        return window
+    def __init__(self, limits: tuple[RateLimitItem, ...] | list[RateLimitItem]) -> None:
+        self.limits = tuple(sorted(limits))  # smallest window first, as Flask-Limiter
+        self.storage = MemoryStorage()
+        self.strategy = MovingWindowRateLimiter(self.storage)
 
     def hit(self, key: str) -> RateDecision:
-        now = self._clock()
-        windows = [self._window(key, i, now) for i in range(len(self.limits))]
-        for i, window in enumerate(windows):
-            if len(window) >= self.limits[i].amount:
-                return self._decision(False, i, window, now)
-        for window in windows:
-            window.append(now)
-        # Describe the tightest limit, the one a client should pace itself by.
-        tightest = min(range(len(windows)), key=lambda i: self.limits[i].amount - len(windows[i]))
-        return self._decision(True, tightest, windows[tightest], now)
-
-    def _decision(self, allowed: bool, i: int, window: deque[float], now: float) -> RateDecision:
-        item = self.limits[i]
-        oldest = window[0] if window else now
-        reset = math.ceil(oldest + item.seconds)
-        return RateDecision(
-            allowed=allowed,
-            item=item,
-            remaining=max(item.amount - len(window), 0),
-            reset=reset,
-            retry_after=max(reset - math.ceil(now), 0),
-        )
+        for item in self.limits:
+            if not self.strategy.hit(item, key):
+                return RateDecision(False, item, self.strategy, key)
+        return RateDecision(True, self.limits[0], self.strategy, key)

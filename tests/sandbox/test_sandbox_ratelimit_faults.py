@@ -22,18 +22,29 @@ LIMIT_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Rese
 
 
 def test_parse_limits_and_moving_window() -> None:
-    items = parse_limits("1000 per minute;25000 per hour")
-    assert [i.text for i in items] == ["1000 per 1 minute", "25000 per 1 hour"]
-    with pytest.raises(ValueError):
-        parse_limits("lots per second")
-    now = [1000.0]
-    limiter = MovingWindowLimiter(parse_limits("2 per 10 seconds"), clock=lambda: now[0])
-    assert limiter.hit("k").allowed and limiter.hit("k").allowed
-    refused = limiter.hit("k")
-    assert not refused.allowed and refused.reset == 1010 and refused.retry_after == 10
-    assert limiter.hit("other").allowed  # keyed per client
-    now[0] = 1010.5  # the first hit left the window
+    items = parse_limits("25000 per hour;1000 per minute")
+    assert [str(i) for i in items] == ["25000 per 1 hour", "1000 per 1 minute"]
+    for bad in ("lots per second", "", "1 per second garbage"):
+        with pytest.raises(ValueError):
+            parse_limits(bad)
+    limiter = MovingWindowLimiter(parse_limits("3 per 1 hour;2 per 1 second"))
+    first = limiter.hit("k")
+    assert first.allowed and str(first.item) == "2 per 1 second"  # smallest window shown
+    assert first.headers()["X-RateLimit-Remaining"] == "1"
     assert limiter.hit("k").allowed
+    refused = limiter.hit("k")
+    assert not refused.allowed and refused.message == "2 per 1 second"
+    headers = refused.headers()
+    assert headers["X-RateLimit-Limit"] == "2" and headers["X-RateLimit-Remaining"] == "0"
+    assert 0 <= int(headers["Retry-After"]) <= 2
+    assert limiter.hit("other").allowed  # keyed per client
+    time.sleep(1.05)  # the first two hits left the 1-second window
+    assert limiter.hit("k").allowed  # the hour's third (the refused hit was not counted)
+    refused = limiter.hit("k")
+    assert not refused.allowed and refused.message == "3 per 1 hour"
+    headers = refused.headers()
+    assert headers["X-RateLimit-Limit"] == "3" and headers["X-RateLimit-Remaining"] == "0"
+    assert 3590 <= int(headers["Retry-After"]) <= 3600
 
 
 async def test_rate_limit_headers_and_429(running: Any) -> None:
