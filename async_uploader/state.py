@@ -181,11 +181,16 @@ def migrate_v1(sources: list[Path], target: Path, api_url: str) -> list[str]:
 
 def server_folders(root: Path, base_url: str | None) -> list[Path]:
     """The journals a read-only view (``status``) should show: the server's own (every user's
-    on it) with ``--url``, else every server's in the state root."""
+    on it) with ``--url``, else every real server's in the state root (the embedded
+    sandbox's lives only as long as its run)."""
     servers = root / "servers"
     if not servers.is_dir():
         return []
-    found = sorted(p for p in servers.iterdir() if p.is_dir() and ".retired-" not in p.name)
+    found = sorted(
+        p
+        for p in servers.iterdir()
+        if p.is_dir() and ".retired-" not in p.name and p.name != SANDBOX_KEY
+    )
     if base_url is None:
         return found
     key = server_key(base_url)

@@ -187,6 +187,7 @@ def test_server_folders_for_status(tmp_path: Path) -> None:
     for folder in (a, Path(f"{a}@user-2"), servers / server_key("https://b.org")):
         folder.mkdir(parents=True)
     (servers / "x.retired-1").mkdir()
+    (servers / "sandbox").mkdir()
     assert len(server_folders(tmp_path, None)) == 3
     assert [p.name for p in server_folders(tmp_path, "https://a.org/")] == [
         a.name,
