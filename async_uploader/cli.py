@@ -186,7 +186,8 @@ def estimate_lines(report: Inspection) -> list[str]:
             f"least time the rate limit allows: {est.min_seconds:.1f} s ({est.rate:.3g} requests/s)"
         )
     else:
-        lines.append("least time the rate limit allows: no limit known (ask with --url)")
+        why = "the server sent no X-RateLimit headers" if report.asked_server else "give --url"
+        lines.append(f"least time the rate limit allows: no limit known ({why})")
     return lines
 
 
