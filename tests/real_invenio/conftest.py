@@ -1,7 +1,13 @@
 """Fixtures for the real-server tier (`pytest -m real_invenio tests/real_invenio`).
 
-Only fixtures live here: no hooks, no autouse, so the default fast run is unaffected.
-The server is started outside pytest by tests/real_invenio/up.sh, which writes an env file.
+Fixtures, plus one hook for the ``series`` marker (it only acts on tests carrying that
+marker, so the default fast run is unaffected). The server is started outside pytest by
+tests/real_invenio/up.sh, which writes an env file; REAL_INVENIO_SERIES (14, the default, or 12)
+picks which series' server the tests run against.
+
+``@pytest.mark.series(14)`` (or ``series(13, 14)``) marks a test that needs a feature the other
+series lacks; on the other series it is skipped with the stated reason
+(``@pytest.mark.series(14, reason="...")``).
 """
 
 from __future__ import annotations
@@ -15,16 +21,31 @@ from pathlib import Path
 import pytest
 
 from tests.real_invenio.lossy_proxy import LossyProxy
-from tests.real_invenio.real_invenio_env import RealServer
-
-DEFAULT_DIR = "/tmp/async-uploader-real-invenio"
+from tests.real_invenio.real_invenio_env import RealServer, selected_series, state_dir
 
 
 def env_file_path() -> Path:
+    """REAL_INVENIO_ENV, else server.env in the selected series' state dir."""
     explicit = os.environ.get("REAL_INVENIO_ENV")
     if explicit:
         return Path(explicit)
-    return Path(os.environ.get("REAL_INVENIO_DIR", DEFAULT_DIR)) / "server.env"
+    return state_dir() / "server.env"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip tests marked ``series(...)`` that do not list the selected series."""
+    del config
+    for item in items:
+        marker = item.get_closest_marker("series")
+        if marker is None:
+            continue
+        series = selected_series()
+        wanted = sorted({int(s) for s in marker.args})
+        if series not in wanted:
+            why = marker.kwargs.get("reason", "needs another InvenioRDM series")
+            only = "/".join(f"v{s}" for s in wanted)
+            reason = f"InvenioRDM {only} only: {why} (REAL_INVENIO_SERIES={series})"
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -71,7 +92,14 @@ def real_server() -> RealServer:
         user=env.get("REAL_INVENIO_USER", ""),
         token_2=env.get("REAL_INVENIO_TOKEN_2", ""),
         user_2=env.get("REAL_INVENIO_USER_2", ""),
+        series=int(env.get("REAL_INVENIO_SERIES", "14")),  # v14 env files predate the key
     )
+    if server.series != selected_series():
+        reason = (
+            f"{path} is a v{server.series} server but REAL_INVENIO_SERIES selects "
+            f"v{selected_series()}"
+        )
+        _unavailable(reason, required)
     if not _answers(server.url):
         reason = f"real InvenioRDM at {server.url} does not answer (run tests/real_invenio/up.sh)"
         _unavailable(reason, required)

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Stop what tests/real_invenio/up.sh started (by process id, never by name).
+# REAL_INVENIO_SERIES=12 selects the v12 series' state dir and ports (default 14), as in up.sh.
 #
 #   tests/real_invenio/down.sh              # stop; keep state (the next up.sh takes ~20 s)
 #   tests/real_invenio/down.sh --wipe-data  # stop, delete everything but the venv
 #   tests/real_invenio/down.sh --wipe       # stop, delete the whole state dir
 set -uo pipefail
 
-STATE=${REAL_INVENIO_DIR:-/tmp/async-uploader-real-invenio}
-REDIS_PORT=${REAL_INVENIO_REDIS_PORT:-56379}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=series.sh
+source "$HERE/series.sh"  # SERIES, STATE, REDIS_PORT, ... from REAL_INVENIO_SERIES
 WIPE=""
 case "${1:-}" in
     "") ;;

@@ -8,7 +8,6 @@ check never trusts the uploader's own view of what it did.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 import urllib.parse
@@ -17,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import run_cli
-from tests.real_invenio.real_invenio_env import RealServer
+from tests.real_invenio.real_invenio_env import RealServer, pg_port
 
 PG = {
     "host": "127.0.0.1",
-    "port": os.environ.get("REAL_INVENIO_PG_PORT", "54329"),
+    "port": pg_port(),  # the selected series' (REAL_INVENIO_SERIES)
     "user": "invenio",
     "db": "invenio",
 }

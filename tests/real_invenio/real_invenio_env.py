@@ -6,7 +6,34 @@ importable by name when several test folders have one.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
+
+# Per-series default state dirs; must match tests/real_invenio/series.sh.
+DEFAULT_DIRS = {14: "/tmp/async-uploader-real-invenio", 12: "/tmp/async-uploader-real-invenio-v12"}
+# Per-series default PostgreSQL ports (REAL_INVENIO_PG_PORT overrides); also as in series.sh.
+DEFAULT_PG_PORTS = {14: 54329, 12: 54339}
+DEFAULT_SERIES = 14
+
+
+def selected_series() -> int:
+    """The InvenioRDM series chosen by REAL_INVENIO_SERIES (default 14)."""
+    raw = os.environ.get("REAL_INVENIO_SERIES", "").strip() or str(DEFAULT_SERIES)
+    series = int(raw)
+    if series not in DEFAULT_DIRS:
+        raise ValueError(f"REAL_INVENIO_SERIES must be one of {sorted(DEFAULT_DIRS)}, not {raw!r}")
+    return series
+
+
+def state_dir() -> Path:
+    """up.sh's state dir for the selected series (REAL_INVENIO_DIR overrides)."""
+    return Path(os.environ.get("REAL_INVENIO_DIR") or DEFAULT_DIRS[selected_series()])
+
+
+def pg_port() -> str:
+    """The selected series' PostgreSQL port (REAL_INVENIO_PG_PORT overrides)."""
+    return os.environ.get("REAL_INVENIO_PG_PORT") or str(DEFAULT_PG_PORTS[selected_series()])
 
 
 @dataclass(frozen=True)
@@ -20,6 +47,7 @@ class RealServer:
     user: str
     token_2: str = field(repr=False)
     user_2: str
+    series: int = DEFAULT_SERIES  # InvenioRDM major series: 14 or 12
 
     @property
     def api(self) -> str:

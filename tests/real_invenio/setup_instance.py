@@ -1,4 +1,4 @@
-"""Initialise a fresh InvenioRDM 14 instance in ONE Python process (run inside the invenio venv).
+"""Initialise a fresh InvenioRDM instance (series 14 or 12) in ONE Python process (invenio venv).
 
 Each `invenio ...` CLI call spends ~5 s creating the app; running the same click commands
 against one app object saves most of that. The commands themselves are the package's own
@@ -70,6 +70,7 @@ def create_community(email: str, slug: str, title: str, review_policy: str) -> s
     from invenio_access.permissions import authenticated_user
     from invenio_access.utils import get_identity
     from invenio_accounts.proxies import current_datastore
+    from invenio_communities.communities.schema import CommunityAccessSchema
     from invenio_communities.proxies import current_communities
     from invenio_pidstore.errors import PIDDoesNotExistError
 
@@ -81,16 +82,17 @@ def create_community(email: str, slug: str, title: str, review_policy: str) -> s
         return str(service.read(identity, slug).id)
     except PIDDoesNotExistError:
         pass
-    data = {
-        "slug": slug,
-        "metadata": {"title": title},
-        "access": {
-            "visibility": "public",
-            "members_visibility": "public",
-            "record_submission_policy": "open",
-            "review_policy": review_policy,
-        },
+    access = {
+        "visibility": "public",
+        "members_visibility": "public",
+        "record_submission_policy": "open",
+        "review_policy": review_policy,
     }
+    # v12 (invenio-communities 13) has no record_submission_policy (added in v13): the schema
+    # would refuse it as an unknown field.
+    known = CommunityAccessSchema().fields
+    access = {k: v for k, v in access.items() if k in known}
+    data = {"slug": slug, "metadata": {"title": title}, "access": access}
     return str(service.create(identity, data).id)
 
 
@@ -122,6 +124,7 @@ def main() -> int:
     parser.add_argument("--env-file", required=True, type=Path)
     parser.add_argument("--files-dir", required=True, type=Path)
     parser.add_argument("--url", default="http://127.0.0.1:5000")
+    parser.add_argument("--series", type=int, default=14, help="written to the env file")
     parser.add_argument("--reindex-only", action="store_true", help="search state was lost")
     args = parser.parse_args()
 
@@ -172,6 +175,7 @@ def main() -> int:
         "REAL_INVENIO_USER": owner,
         "REAL_INVENIO_TOKEN_2": token2,
         "REAL_INVENIO_USER_2": other,
+        "REAL_INVENIO_SERIES": str(args.series),
     }
     tmp = args.env_file.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -9,7 +9,6 @@ through the real server, so they also pin the query the server builds.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import uuid
@@ -21,14 +20,14 @@ import anyio
 import pytest
 
 from tests.conftest import metadata
-from tests.real_invenio.real_invenio_env import RealServer
+from tests.real_invenio.real_invenio_env import RealServer, state_dir
 
 sys.path.insert(0, str(Path(__file__).parent))  # the stand-in's modules import each other flat
 from search_analysis import standard_tokens
 from search_query import Mapping, matches
 
 pytestmark = pytest.mark.real_invenio
-STATE = Path(os.environ.get("REAL_INVENIO_DIR", "/tmp/async-uploader-real-invenio"))
+STATE = state_dir()  # the selected series' (REAL_INVENIO_SERIES) up.sh state dir
 
 RECORDS_MAPPING = {  # the shape of invenio-rdm-records' record-v7.0.0 title mapping
     "settings": {

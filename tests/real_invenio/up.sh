@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Bring up a real InvenioRDM 14.0.5 REST API on 127.0.0.1 for the `real_invenio` test tier.
+# Bring up a real InvenioRDM REST API on 127.0.0.1 for the `real_invenio` test tier:
+# 14.0.5 by default, 12.1.0 with REAL_INVENIO_SERIES=12 (both can run side by side).
 #
 #   tests/real_invenio/up.sh                         # everything; rerun-safe (skips what runs)
+#   REAL_INVENIO_SERIES=12 tests/real_invenio/up.sh  # the v12 series (own lock, state, ports)
 #   tests/real_invenio/up.sh --restart-server --ratelimit "5 per second"
 #                                                    # restart only gunicorn, rate limiting on
 #   tests/real_invenio/up.sh --restart-server        # restart only gunicorn, limiting off
@@ -9,23 +11,21 @@
 #
 # State (venv, PostgreSQL data, files, logs, pids) lives in ${REAL_INVENIO_DIR}; the tests read
 # ${REAL_INVENIO_DIR}/server.env (URL, tokens, community slugs; mode 600, never printed).
-# Ports (loopback only): HTTP 5000, PostgreSQL 54329, Redis 56379, search stand-in 59200;
-# override with REAL_INVENIO_{HTTP,PG,REDIS,SEARCH}_PORT. REAL_INVENIO_SEARCH_REFRESH_S (default
+# Series 14: state /tmp/async-uploader-real-invenio, lock requirements.lock, ports HTTP 5000,
+#   PostgreSQL 54329, Redis 56379, search stand-in 59200.
+# Series 12: state /tmp/async-uploader-real-invenio-v12, lock requirements-v12.lock, ports
+#   HTTP 5012, PostgreSQL 54339, Redis 56389, search stand-in 59212.
+# Ports are loopback only; override with REAL_INVENIO_{HTTP,PG,REDIS,SEARCH}_PORT. REAL_INVENIO_SEARCH_REFRESH_S (default
 # 1.0) delays search visibility of writes like OpenSearch's refresh interval (0: at once). Needs root (apt-get, postgres user)
 # or an already-installed PostgreSQL + Redis when run as another user.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-STATE=${REAL_INVENIO_DIR:-/tmp/async-uploader-real-invenio}
-HTTP_PORT=${REAL_INVENIO_HTTP_PORT:-5000}
-PG_PORT=${REAL_INVENIO_PG_PORT:-54329}
-REDIS_PORT=${REAL_INVENIO_REDIS_PORT:-56379}
-SEARCH_PORT=${REAL_INVENIO_SEARCH_PORT:-59200}
+# shellcheck source=series.sh
+source "$HERE/series.sh"  # SERIES, STATE, *_PORT, RDM_SPEC, LOCK from REAL_INVENIO_SERIES
 RATELIMIT=${REAL_INVENIO_RATELIMIT:-}
 # Seconds before a write to the search stand-in is searchable (OpenSearch's refresh interval).
 SEARCH_REFRESH_S=${REAL_INVENIO_SEARCH_REFRESH_S:-1.0}
-RDM_SPEC="invenio-app-rdm[opensearch2]==14.0.5"
-LOCK="$HERE/requirements.lock"
 VENV="$STATE/venv"
 LOGS="$STATE/logs"
 INSTANCE="$STATE/instance"
@@ -37,7 +37,7 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         --restart-server) RESTART_SERVER=1 ;;
         --ratelimit) RATELIMIT="${2:?--ratelimit needs a value such as '5 per second'}"; shift ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "up.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -100,6 +100,9 @@ step_venv() {
         # Every package is pinned in the lock, so no dependency resolution is needed.
         "$VENV/bin/pip" install -q --no-deps -r "$LOCK" >"$LOGS/pip.log" 2>&1 \
             || { grep -v '^WARNING: Location' "$LOGS/pip.log" | tail -30 >&2; return 1; }
+    elif [[ $SERIES != 14 ]]; then
+        echo "$LOCK is missing; series $SERIES cannot be resolved unpinned (see the lock's notes)" >&2
+        return 1
     else
         "$VENV/bin/pip" install -q "$RDM_SPEC" gunicorn >"$LOGS/pip.log" 2>&1 \
             || { grep -v '^WARNING: Location' "$LOGS/pip.log" | tail -30 >&2; return 1; }
@@ -224,7 +227,8 @@ step_setup() {
     start_search
     reset_database
     INVENIO_INSTANCE_PATH="$INSTANCE" "$VENV/bin/python" "$HERE/setup_instance.py" \
-        --env-file "$ENV_FILE" --files-dir "$STATE/files" --url "http://127.0.0.1:$HTTP_PORT"
+        --env-file "$ENV_FILE" --files-dir "$STATE/files" --url "http://127.0.0.1:$HTTP_PORT" \
+        --series "$SERIES"
     touch "$STATE/setup.done"
 }
 
@@ -267,4 +271,4 @@ else
     run_step "gunicorn" step_server
 fi
 CURRENT_STEP=""
-log "ready in $(elapsed "$T_START") s; env file: $ENV_FILE"
+log "series $SERIES ready in $(elapsed "$T_START") s; env file: $ENV_FILE"
