@@ -29,6 +29,7 @@ _EXPORTS = {
     "UploadConfig": "config",
     "UploaderError": "errors",
     "ValidationLimits": "config",
+    "inspect_records": "inspect",
     "upload_records": "pipeline",
     "upload_records_sync": "sync",
 }
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from .config import RetryConfig, ShareMode, UploadConfig, ValidationLimits
     from .errors import UploaderError
     from .events import Event, Reporter
+    from .inspect import inspect_records
     from .pipeline import upload_records
     from .results import BatchResult, Outcome, RecordResult
     from .sync import upload_records_sync
@@ -67,6 +69,7 @@ __all__ = [
     "UploaderError",
     "ValidationLimits",
     "__version__",
+    "inspect_records",
     "upload_records",
     "upload_records_sync",
 ]
