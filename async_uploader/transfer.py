@@ -5,9 +5,10 @@ A transfer is a few small dependent steps, each of which can fail in its own way
 * content PUT: the body is read in ``chunk_size`` pieces with aiofiles (never the whole
   file in memory) and hashed as it goes. Transient failures are resent by the client from
   byte 0 (the body factory restarts the read and the md5, and takes back the progress it had
-  reported). After a PUT the server did not accept (400 "File is smaller than expected.",
-  200 with ``errors``) the entry is looked up: re-PUT if it is still pending, re-init if the
-  server removed it.
+  reported). After a PUT the server did not accept (400 "File is smaller than expected.";
+  a PUT onto a committed entry, which v13+ answers 200 with ``errors`` and v12 with 400 "The
+  file upload transfer failed, please try again.") the entry is looked up: re-PUT if it is
+  still pending, re-init if the server removed it.
 * commit: a 500 means "content missing" (contract 3.5): PUT again, then commit.
 * verify: the server's ``md5:`` checksum must equal ours. On a mismatch the file is deleted,
   uploaded once more, and then the record fails.
@@ -48,6 +49,22 @@ from .journal import FileState
 
 CONTENT_ATTEMPTS = 4  # server-side refusals of a content PUT (each already retried by the client)
 COMMIT_RECHECK = 1.0  # seconds before a commit answered 500 is tried once more
+# 400 messages of a content PUT whose bytes the server did not keep (anything else is a
+# refusal): a body that ended early (every series), a PUT onto a committed entry (v12).
+NOT_KEPT_400 = ("File is smaller than expected.", "The file upload transfer failed")
+
+
+def content_kept(status: int, body: Any) -> bool | None:
+    """Did a content PUT's answer keep the bytes? True, False (look the entry up and send
+    again), or None: a refusal to report. Pure, so the series' differences are a table."""
+    if status == 200:
+        return not (isinstance(body, dict) and "errors" in body)
+    if status == 404:
+        return False  # the entry is gone (removed after a failed transfer): init again
+    if status == 400 and isinstance(body, dict):
+        message = str(body.get("message") or "")
+        return False if message.startswith(NOT_KEPT_400) else None
+    return None
 
 
 class FileBody:
@@ -189,11 +206,10 @@ class FileUploader:
     ) -> tuple[str, dict[str, Any]]:
         for attempt in range(1, CONTENT_ATTEMPTS + 1):
             resp = await self._put_watched(entry["links"]["content"], body, file)
-            if resp.status == 200 and "errors" not in resp.obj and body.md5 is not None:
+            kept = content_kept(resp.status, resp.obj)
+            if kept and body.md5 is not None:
                 return body.md5, entry
-            if resp.status not in (200, 400, 404):
-                raise self._refused(resp, file)
-            if resp.status == 400 and "smaller than expected" not in str(resp.obj.get("message")):
+            if kept is None:
                 raise self._refused(resp, file)
             if attempt == CONTENT_ATTEMPTS:
                 break

@@ -1,9 +1,11 @@
 """Target-agnostic contract scenarios (InvenioRDM REST contract, section 10).
 
 Each scenario is ``async def (target, session) -> dict`` of observations and asserts only
-what a real InvenioRDM 14 guarantees (the contract's "observed" facts), so the same list
-runs against the sandbox and against a real server. ``session`` carries no credentials:
-scenarios send the token themselves (so they can also act anonymously).
+what a real InvenioRDM guarantees (the contract's "observed" facts), so the same list
+runs against the sandbox and against a real server. Where the v12 and v14 series differ
+(``real-invenio-v12.md``), a scenario asserts each series' own answer (``Target.series``).
+``session`` carries no credentials: scenarios send the token themselves (so they can also
+act anonymously).
 
 Every exchange made through :func:`call` is also appended to the list in :data:`TRANSCRIPT`
 when one is set, so a differential test can compare what two servers answered, not only
@@ -53,7 +55,8 @@ class Target:
     base_url: str
     token: str
     community: str = "sandbox-community"
-    multipart: bool = True  # v13+ multipart "M" transfers allowed for owners
+    series: int = 14  # InvenioRDM major series (14, or 12: the BIG-MAP Archive's line)
+    multipart: bool = True  # v13+ multipart "M" transfers allowed for owners (never on v12)
     metadata_only: bool = True  # files.enabled=false allowed
     search_wait_s: float = 5.0  # indexing delay tolerated when polling search
 
@@ -271,8 +274,25 @@ async def duplicate_key_rolls_back_batch(t: Target, s: aiohttp.ClientSession) ->
 async def empty_init(t: Target, s: aiohttp.ClientSession) -> Obs:
     draft = await create(t, s)
     status, reply, _ = await call(s, "POST", draft["links"]["files"], t, json=[])
+    if t.series < 13:  # v12: an empty batch is a no-op that lists the current entries
+        assert status == 201 and reply["entries"] == [], reply
+        return {"status": status}
     assert status == 400 and reply["message"] == "A validation error occurred.", reply
     assert "No files to upload." in json.dumps(reply.get("errors")), reply
+    return {"status": status}
+
+
+async def init_transfer_key(t: Target, s: aiohttp.ClientSession) -> Obs:
+    """An explicit local ``transfer``: the v13+ way to ask for a kind of upload; v12's init
+    schema has no such field. An uploader must not send it to a v12 server."""
+    draft = await create(t, s)
+    init = [{"key": "t.bin", "transfer": {"type": "L"}}]
+    status, reply, _ = await call(s, "POST", draft["links"]["files"], t, json=init)
+    if t.series < 13:
+        assert status == 400 and reply["message"] == "A validation error occurred.", reply
+        assert reply["errors"] == [{"field": "0.transfer", "messages": ["Unknown field."]}]
+        return {"status": status}
+    assert status == 201 and reply["entries"][0]["transfer"]["type"] == "L", reply
     return {"status": status}
 
 
@@ -293,10 +313,15 @@ async def reput_after_commit(t: Target, s: aiohttp.ClientSession) -> Obs:
     done = await upload(t, s, draft, "c.bin", b"committed")
     octet = {"Content-Type": "application/octet-stream"}
     status, reply, _ = await call(s, "PUT", done["links"]["content"], t, data=b"new", headers=octet)
-    assert status == 200 and reply.get("errors") == "File upload transfer failed.", reply
+    if t.series < 13:  # v12 refuses outright; the entry is gone all the same
+        assert status == 400, reply
+        assert reply["message"] == "The file upload transfer failed, please try again.", reply
+    else:
+        assert status == 200 and reply.get("errors") == "File upload transfer failed.", reply
+    refused = status
     status, _, _ = await call(s, "GET", done["links"]["self"], t)
     assert status == 404
-    return {"status": 200, "entry_after": status}
+    return {"status": refused, "entry_after": status}
 
 
 def _raw_short_put(url: str, token: str, announced: int, sent: bytes) -> str:
@@ -650,6 +675,7 @@ def all_scenarios() -> list[tuple[str, Scenario]]:
             unknown_key,
             duplicate_key_rolls_back_batch,
             empty_init,
+            init_transfer_key,
             reput_before_commit,
             reput_after_commit,
             short_body_keeps_entry_pending,

@@ -1,4 +1,4 @@
-"""The CLI end to end against a real InvenioRDM 14 (tests/real_invenio/up.sh).
+"""The CLI end to end against a real InvenioRDM, v14 or v12 (tests/real_invenio/up.sh).
 
 The same commands a user runs, checked through the server's API and its PostgreSQL rather
 than the uploader's own output. Titles carry a per-run tag: the server keeps every record.
@@ -114,19 +114,24 @@ def test_project_and_seed_records_published_byte_identical(
 def test_community_share_through_review(
     real_server: RealServer, make_records: RecordFactory, tag: str
 ) -> None:
-    root = make_records(3, title=f"Shared {tag}")
+    """A 30-record batch shared into a community: every record published in it, every file's
+    bytes verified through the API, one record per folder and no draft left behind."""
+    n = 30
+    files = {"data.csv": 3_000, "raw/trace.bin": 40_000}
+    root = make_records(n, files=files, title=f"Shared {tag}")
     proc = upload(real_server, root, "--community", real_server.community)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     community = api_get(real_server, f"/communities/{real_server.community}")
     links = links_of(root / "records_links.json")
-    assert len(links) == 3
-    for link in links:
+    assert len(links) == n
+    for i, link in enumerate(links):
         rec = api_get(real_server, f"/records/{record_id(link)}")
-        assert rec["is_published"]
+        assert rec["is_published"] and rec["metadata"]["title"] == f"Shared {tag} {i}"
         assert community["id"] in rec["parent"]["communities"]["ids"]
+        assert assert_files_match(real_server, rec["id"], root / str(i)) == len(files)
     # The server's own view agrees: no draft left behind, one record per folder.
     published, drafts = db_titles(tag)
-    assert published == {f"Shared {tag} {i}": 1 for i in range(3)} and drafts == {}
+    assert published == {f"Shared {tag} {i}": 1 for i in range(n)} and drafts == {}
 
 
 def test_server_refusals_reported_per_folder(
