@@ -1,5 +1,5 @@
-"""The aiohttp application: route table, the API middleware (stats, latency, rate limit,
-faults) and the ``/_sandbox/`` admin routes."""
+"""The aiohttp application: the API route tables in matching order, the API middleware
+(stats, latency, rate limit, faults) and the ``/_sandbox/`` admin routes."""
 
 from __future__ import annotations
 
@@ -10,19 +10,25 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from typing import Any
 
 from aiohttp import web
 
-from . import routes_files, routes_social  # noqa: F401 - importing registers their routes
+from . import routes_files, routes_multipart, routes_records, routes_social
 from .faults import FaultPlan, FaultPlanError
-from .routes_records import ROUTES
 from .state import GENERIC_500, ApiFailure, SandboxState
+from .store import NotFound
 from .web_util import FIRED, RATE, STATE, jresp, read_json
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-ROUTE_OF: dict[Any, str] = {fn: name for _, _, fn, name in ROUTES}
+# Registration order is matching order: part_put's ``{key}/content/{part}`` must come before
+# the files table's catch-all ``{key:.+}`` routes.
+API_ROUTES = (
+    routes_records.routes,
+    routes_multipart.routes,
+    routes_files.routes,
+    routes_social.routes,
+)
 _WRITES = ("POST", "PUT", "PATCH", "DELETE")
 _HTML = (
     "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n"
@@ -60,6 +66,8 @@ async def _run_handler(request: web.Request, handler: Handler) -> web.StreamResp
         return await handler(request)
     except ApiFailure as exc:
         return exc.response()
+    except NotFound as exc:  # a store lookup, with the real server's message
+        return ApiFailure(404, exc.message).response()
     except web.HTTPException as exc:  # unknown route, wrong method
         if exc.status == 404:
             return ApiFailure(404, "Not found.").response()
@@ -84,7 +92,9 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         if st.user(request) is None and request.headers.get("X-Sandbox-Token") != st.token:
             return ApiFailure(403, "Permission denied.").response()
         return await _run_handler(request, handler)
-    route = ROUTE_OF.get(getattr(request.match_info.route, "handler", None), "unknown")
+    # The stats and fault-plan name: the aiohttp route name up to a "." (two paths serve
+    # "files_list": "files_list" and "files_list.published"); "unknown" if none matched.
+    route = (request.match_info.route.name or "unknown").partition(".")[0]
     stats = st.stats
     stats.requests_total += 1
     stats.per_route[route] += 1
@@ -198,8 +208,10 @@ def create_app(st: SandboxState) -> web.Application:
     app = web.Application(middlewares=[api_middleware], client_max_size=100 * 1024 * 1024)
     app[STATE] = st
     app.on_response_prepare.append(_add_rate_headers)
-    for method, path, fn, _name in ROUTES:
-        app.router.add_route(method, path, fn)
+    for table in API_ROUTES:
+        for route in table:  # add_route, not add_routes: a GET gets no HEAD route (405)
+            assert isinstance(route, web.RouteDef)
+            app.router.add_route(route.method, route.path, route.handler, **route.kwargs)
     app.router.add_get("/_sandbox/stats", admin_stats)
     app.router.add_post("/_sandbox/stats/reset", admin_stats_reset)
     app.router.add_get("/_sandbox/faults", admin_faults_get)

@@ -1,4 +1,4 @@
-"""Helpers shared by the file routes (lookups, locks, streaming, failure replies)."""
+"""Helpers shared by the file routes (locks, streaming, failure replies)."""
 
 from __future__ import annotations
 
@@ -10,34 +10,10 @@ from aiohttp import web
 from .files import ShortBody, TooLarge
 from .render import file_json
 from .state import ApiFailure, SandboxState
-from .store import FileEntry, NotFound, Record, Snapshot
-from .web_util import base, jresp, not_found, state
+from .store import FileEntry, Record, Snapshot
+from .web_util import base, jresp, state
 
 TRANSFER_FAILED = "File upload transfer failed."
-
-
-def draft_of(st: SandboxState, request: web.Request) -> tuple[Record, Snapshot]:
-    try:
-        return st.store.draft(request.match_info["id"])
-    except NotFound as exc:
-        raise not_found(exc) from None
-
-
-def published_of(st: SandboxState, request: web.Request) -> tuple[Record, Snapshot]:
-    try:
-        rec, snap = st.store.published(request.match_info["id"])
-    except NotFound as exc:
-        raise not_found(exc) from None
-    if snap.access.get("record") != "public" or snap.access.get("files") != "public":
-        st.require_user(request)
-    return rec, snap
-
-
-def entry_of(rec: Record, snap: Snapshot, key: str) -> FileEntry:
-    entry = snap.files.get(key)
-    if entry is None:  # checked before permissions, as on the real server
-        raise ApiFailure(404, f"Record '{rec.id}' has no file '{key}'.")
-    return entry
 
 
 def files_url(request: web.Request, rec: Record, draft: bool) -> str:

@@ -10,40 +10,35 @@ from aiohttp import web
 from .file_common import (
     abort_mid_body,
     content_type_ok,
-    draft_of,
-    entry_of,
     failed_transfer,
     file_reply,
     files_url,
-    published_of,
     receive,
     remove,
     unlocked,
 )
 from .render import file_json, files_list_json, mimetype
-from .routes_multipart import init_multipart, part_put  # noqa: F401 - registered first
-from .routes_records import route
+from .routes_multipart import init_multipart
+from .routing import DRAFT, PUBLIC_FILES, Ctx, resolve
 from .state import GENERIC_500, ApiFailure, SandboxState, validation_failure
 from .store import FileEntry, now_iso
 from .web_util import base, jresp, read_json, state, take_fault
 
+routes = web.RouteTableDef()
 MAX_FILES = 100
 _INIT_KEYS = {"key", "size", "checksum", "metadata", "transfer", "access"}
 
 
-@route("GET", "/api/records/{id}/draft/files", "files_list")
-async def files_list(request: web.Request) -> web.Response:
-    st = state(request)
-    rec, snap = draft_of(st, request)
-    st.require_user(request)
-    return jresp(files_list_json(base(request), files_url(request, rec, True), snap))
+@routes.get("/api/records/{id}/draft/files", name="files_list")
+@resolve(DRAFT)
+async def files_list(request: web.Request, ctx: Ctx) -> web.Response:
+    return jresp(files_list_json(base(request), files_url(request, ctx.rec, True), ctx.snap))
 
 
-@route("GET", "/api/records/{id}/files", "files_list")
-async def record_files_list(request: web.Request) -> web.Response:
-    st = state(request)
-    rec, snap = published_of(st, request)
-    return jresp(files_list_json(base(request), files_url(request, rec, False), snap))
+@routes.get("/api/records/{id}/files", name="files_list.published")
+@resolve(PUBLIC_FILES)
+async def record_files_list(request: web.Request, ctx: Ctx) -> web.Response:
+    return jresp(files_list_json(base(request), files_url(request, ctx.rec, False), ctx.snap))
 
 
 def _parse_init(body: Any, st: SandboxState) -> list[FileEntry]:
@@ -88,11 +83,10 @@ def _parse_init(body: Any, st: SandboxState) -> list[FileEntry]:
     return entries
 
 
-@route("POST", "/api/records/{id}/draft/files", "files_init")
-async def files_init(request: web.Request) -> web.Response:
-    st = state(request)
-    rec, snap = draft_of(st, request)
-    st.require_user(request)
+@routes.post("/api/records/{id}/draft/files", name="files_init")
+@resolve(DRAFT)
+async def files_init(request: web.Request, ctx: Ctx) -> web.Response:
+    st, rec, snap = ctx.st, ctx.rec, ctx.snap
     body = await read_json(request)
     unlocked(rec)
     if not snap.files_enabled:
@@ -112,31 +106,24 @@ async def files_init(request: web.Request) -> web.Response:
     return jresp(files_list_json(base(request), files_url(request, rec, True), snap), 201)
 
 
-@route("DELETE", "/api/records/{id}/draft/files", "files_delete_all")
-async def files_delete_all(request: web.Request) -> web.Response:
-    st = state(request)
-    rec, snap = draft_of(st, request)
-    st.require_user(request)
-    unlocked(rec)
-    st.store.drop_snapshot(snap)
+@routes.delete("/api/records/{id}/draft/files", name="files_delete_all")
+@resolve(DRAFT)
+async def files_delete_all(request: web.Request, ctx: Ctx) -> web.Response:
+    unlocked(ctx.rec)
+    ctx.st.store.drop_snapshot(ctx.snap)
     return web.Response(status=204)
 
 
-@route("GET", "/api/records/{id}/draft/files/{key:.+}/content", "content_get")
-async def draft_content_get(request: web.Request) -> web.StreamResponse:
-    st = state(request)
-    rec, snap = draft_of(st, request)
-    entry = entry_of(rec, snap, request.match_info["key"])
-    st.require_user(request)
-    return await _send_content(request, entry)
+@routes.get("/api/records/{id}/draft/files/{key:.+}/content", name="content_get")
+@resolve(DRAFT)
+async def draft_content_get(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    return await _send_content(request, ctx.entry)
 
 
-@route("GET", "/api/records/{id}/files/{key:.+}/content", "content_get")
-async def record_content_get(request: web.Request) -> web.StreamResponse:
-    st = state(request)
-    rec, snap = published_of(st, request)
-    entry = entry_of(rec, snap, request.match_info["key"])
-    return await _send_content(request, entry)
+@routes.get("/api/records/{id}/files/{key:.+}/content", name="content_get.published")
+@resolve(PUBLIC_FILES)
+async def record_content_get(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    return await _send_content(request, ctx.entry)
 
 
 async def _send_content(request: web.Request, entry: FileEntry) -> web.StreamResponse:
@@ -154,12 +141,10 @@ async def _send_content(request: web.Request, entry: FileEntry) -> web.StreamRes
     return resp
 
 
-@route("PUT", "/api/records/{id}/draft/files/{key:.+}/content", "content_put")
-async def content_put(request: web.Request) -> web.Response:
-    st = state(request)
-    rec, snap = draft_of(st, request)
-    entry = entry_of(rec, snap, request.match_info["key"])
-    st.require_user(request)
+@routes.put("/api/records/{id}/draft/files/{key:.+}/content", name="content_put")
+@resolve(DRAFT)
+async def content_put(request: web.Request, ctx: Ctx) -> web.Response:
+    st, rec, snap, entry = ctx.st, ctx.rec, ctx.snap, ctx.entry
     unlocked(rec)
     content_type_ok(request)
     if entry.transfer_type == "M" and not st.profile.allow_multipart:
@@ -190,12 +175,10 @@ async def content_put(request: web.Request) -> web.Response:
     return jresp(file_reply(request, rec, snap, entry))
 
 
-@route("POST", "/api/records/{id}/draft/files/{key:.+}/commit", "commit")
-async def commit(request: web.Request) -> web.Response:
-    st = state(request)
-    rec, snap = draft_of(st, request)
-    entry = entry_of(rec, snap, request.match_info["key"])
-    st.require_user(request)
+@routes.post("/api/records/{id}/draft/files/{key:.+}/commit", name="commit")
+@resolve(DRAFT)
+async def commit(request: web.Request, ctx: Ctx) -> web.Response:
+    st, rec, snap, entry = ctx.st, ctx.rec, ctx.snap, ctx.entry
     unlocked(rec)
     if entry.transfer_type == "M":
         if not st.profile.allow_multipart:
@@ -224,44 +207,35 @@ async def commit(request: web.Request) -> web.Response:
     return jresp(file_reply(request, rec, snap, entry))
 
 
-@route("GET", "/api/records/{id}/draft/files/{key:.+}", "file_get")
-async def file_get(request: web.Request) -> web.Response:
-    st = state(request)
-    rec, snap = draft_of(st, request)
-    entry = entry_of(rec, snap, request.match_info["key"])
-    st.require_user(request)
-    return jresp(file_reply(request, rec, snap, entry))
+@routes.get("/api/records/{id}/draft/files/{key:.+}", name="file_get")
+@resolve(DRAFT)
+async def file_get(request: web.Request, ctx: Ctx) -> web.Response:
+    return jresp(file_reply(request, ctx.rec, ctx.snap, ctx.entry))
 
 
-@route("GET", "/api/records/{id}/files/{key:.+}", "file_get")
-async def record_file_get(request: web.Request) -> web.Response:
-    st = state(request)
-    rec, snap = published_of(st, request)
-    entry = entry_of(rec, snap, request.match_info["key"])
-    return jresp(file_json(base(request), files_url(request, rec, False), entry, snap.bucket_id))
+@routes.get("/api/records/{id}/files/{key:.+}", name="file_get.published")
+@resolve(PUBLIC_FILES)
+async def record_file_get(request: web.Request, ctx: Ctx) -> web.Response:
+    url = files_url(request, ctx.rec, False)
+    return jresp(file_json(base(request), url, ctx.entry, ctx.snap.bucket_id))
 
 
-@route("PUT", "/api/records/{id}/draft/files/{key:.+}", "file_update")
-async def file_update(request: web.Request) -> web.Response:
-    st = state(request)
-    rec, snap = draft_of(st, request)
-    entry = entry_of(rec, snap, request.match_info["key"])
-    st.require_user(request)
+@routes.put("/api/records/{id}/draft/files/{key:.+}", name="file_update")
+@resolve(DRAFT)
+async def file_update(request: web.Request, ctx: Ctx) -> web.Response:
+    entry = ctx.entry
     body = await read_json(request)
     if not isinstance(body, dict):
         raise validation_failure([{"field": "_schema", "messages": ["Invalid input type."]}])
     if "metadata" in body:
         entry.metadata = body["metadata"]
     entry.updated = now_iso()
-    return jresp(file_reply(request, rec, snap, entry))
+    return jresp(file_reply(request, ctx.rec, ctx.snap, entry))
 
 
-@route("DELETE", "/api/records/{id}/draft/files/{key:.+}", "file_delete")
-async def file_delete(request: web.Request) -> web.Response:
-    st = state(request)
-    rec, snap = draft_of(st, request)
-    entry = entry_of(rec, snap, request.match_info["key"])
-    st.require_user(request)
-    unlocked(rec)
-    remove(st, snap, entry)
+@routes.delete("/api/records/{id}/draft/files/{key:.+}", name="file_delete")
+@resolve(DRAFT)
+async def file_delete(request: web.Request, ctx: Ctx) -> web.Response:
+    unlocked(ctx.rec)
+    remove(ctx.st, ctx.snap, ctx.entry)
     return web.Response(status=204)

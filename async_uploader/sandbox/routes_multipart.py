@@ -1,6 +1,6 @@
 """Multipart ("M", v13+) transfers: init checks and part uploads.
 
-Imported by ``routes_files`` before its own routes so that ``{key}/content/{part}`` is
+``app`` registers this table before the files table so that ``{key}/content/{part}`` is
 matched before the catch-all ``{key}`` route.
 """
 
@@ -14,16 +14,16 @@ from .file_common import (
     TRANSFER_FAILED,
     abort_mid_body,
     content_type_ok,
-    draft_of,
-    entry_of,
     file_reply,
     receive,
     unlocked,
 )
-from .routes_records import route
+from .routing import DRAFT, Ctx, resolve
 from .state import ApiFailure
 from .store import FileEntry
-from .web_util import jresp, state, take_fault
+from .web_util import jresp, take_fault
+
+routes = web.RouteTableDef()
 
 
 def init_multipart(entry: FileEntry, transfer: dict[str, Any], i: int, errors: list[Any]) -> None:
@@ -44,12 +44,10 @@ def init_multipart(entry: FileEntry, transfer: dict[str, Any], i: int, errors: l
     entry.parts, entry.part_size = parts, part_size
 
 
-@route("PUT", r"/api/records/{id}/draft/files/{key:.+}/content/{part:\d+}", "part_put")
-async def part_put(request: web.Request) -> web.Response:
-    st = state(request)
-    rec, snap = draft_of(st, request)
-    entry = entry_of(rec, snap, request.match_info["key"])
-    st.require_user(request)
+@routes.put(r"/api/records/{id}/draft/files/{key:.+}/content/{part:\d+}", name="part_put")
+@resolve(DRAFT)
+async def part_put(request: web.Request, ctx: Ctx) -> web.Response:
+    st, rec, snap, entry = ctx.st, ctx.rec, ctx.snap, ctx.entry
     unlocked(rec)
     content_type_ok(request)
     if not st.profile.allow_multipart:

@@ -11,32 +11,18 @@ from aiohttp import web
 from . import search
 from .analysis import records_index
 from .render import files_list_json, record_json
+from .routing import DRAFT, PUBLIC_RECORD, PUBLISHABLE, PUBLISHED, Ctx, resolve
 from .state import ApiFailure, SandboxState, validation_failure
-from .store import NotFound, Record, Snapshot, now_iso
+from .store import Record, Snapshot, now_iso
 from .validation import HardError, load_draft, publish_errors
-from .web_util import base, jresp, not_found, read_json, state
+from .web_util import base, jresp, read_json, state
 
-ROUTES: list[tuple[str, str, Any, str]] = []
+routes = web.RouteTableDef()
 MAX_RESULTS = 10_000  # RR default_max_results
-
-
-def route(method: str, path: str, name: str) -> Any:
-    def deco(fn: Any) -> Any:
-        ROUTES.append((method, path, fn, name))
-        return fn
-
-    return deco
 
 
 def _hard(exc: HardError) -> ApiFailure:
     return ApiFailure(400, exc.message, exc.errors)
-
-
-def _draft_or_404(st: SandboxState, rid: str) -> tuple[Record, Snapshot]:
-    try:
-        return st.store.draft(rid)
-    except NotFound as exc:
-        raise not_found(exc) from None
 
 
 def _check_if_match(request: web.Request, snap: Snapshot) -> None:
@@ -62,7 +48,7 @@ def _draft_reply(
     return jresp(body, status, etag=rec.draft.revision_id)
 
 
-@route("POST", "/api/records", "create_draft")
+@routes.post("/api/records", name="create_draft")
 async def create_draft(request: web.Request) -> web.Response:
     st = state(request)
     st.require_user(request)
@@ -86,19 +72,16 @@ async def create_draft(request: web.Request) -> web.Response:
     return _draft_reply(st, request, rec, 201, loaded.errors)
 
 
-@route("GET", "/api/records/{id}/draft", "get_draft")
-async def get_draft(request: web.Request) -> web.Response:
-    st = state(request)
-    rec, _ = _draft_or_404(st, request.match_info["id"])
-    st.require_user(request)
-    return _draft_reply(st, request, rec, 200, [])
+@routes.get("/api/records/{id}/draft", name="get_draft")
+@resolve(DRAFT)
+async def get_draft(request: web.Request, ctx: Ctx) -> web.Response:
+    return _draft_reply(ctx.st, request, ctx.rec, 200, [])
 
 
-@route("PUT", "/api/records/{id}/draft", "update_draft")
-async def update_draft(request: web.Request) -> web.Response:
-    st = state(request)
-    rec, snap = _draft_or_404(st, request.match_info["id"])
-    st.require_user(request)
+@routes.put("/api/records/{id}/draft", name="update_draft")
+@resolve(DRAFT)
+async def update_draft(request: web.Request, ctx: Ctx) -> web.Response:
+    st, rec, snap = ctx.st, ctx.rec, ctx.snap
     _check_if_match(request, snap)
     body = await read_json(request)
     try:
@@ -119,15 +102,13 @@ async def update_draft(request: web.Request) -> web.Response:
     return _draft_reply(st, request, rec, 200, loaded.errors)
 
 
-@route("DELETE", "/api/records/{id}/draft", "delete_draft")
-async def delete_draft(request: web.Request) -> web.Response:
-    st = state(request)
-    rec, snap = _draft_or_404(st, request.match_info["id"])
-    st.require_user(request)
-    _check_if_match(request, snap)
-    if rec.review is not None and rec.review.is_open:
+@routes.delete("/api/records/{id}/draft", name="delete_draft")
+@resolve(DRAFT)
+async def delete_draft(request: web.Request, ctx: Ctx) -> web.Response:
+    _check_if_match(request, ctx.snap)
+    if ctx.rec.review is not None and ctx.rec.review.is_open:
         raise ApiFailure(400, "You cannot delete a draft with an open review request.")
-    st.store.delete_draft(rec)
+    ctx.st.store.delete_draft(ctx.rec)
     return web.Response(status=204)
 
 
@@ -145,14 +126,10 @@ def strict_check(st: SandboxState, snap: Snapshot) -> None:
         raise validation_failure(errors)
 
 
-@route("POST", "/api/records/{id}/draft/actions/publish", "publish")
-async def publish(request: web.Request) -> web.Response:
-    st = state(request)
-    published = st.store.records.get(request.match_info["id"])
-    if published is not None and published.draft is None:
-        raise ApiFailure(404, "Not found.")  # v14: the pid is registered, no draft row
-    rec, snap = _draft_or_404(st, request.match_info["id"])
-    st.require_user(request)
+@routes.post("/api/records/{id}/draft/actions/publish", name="publish")
+@resolve(PUBLISHABLE)
+async def publish(request: web.Request, ctx: Ctx) -> web.Response:
+    st, rec, snap = ctx.st, ctx.rec, ctx.snap
     if st.profile.community_required and not rec.parent.communities:
         raise ApiFailure(403, "Community not selected.")
     if rec.review is not None and rec.review.blocks_publish:
@@ -168,35 +145,24 @@ async def publish(request: web.Request) -> web.Response:
     return jresp(body, 202, etag=rec.published.revision_id)
 
 
-@route("POST", "/api/records/{id}/draft", "edit")
-async def edit(request: web.Request) -> web.Response:
-    st = state(request)
-    try:
-        rec, _ = st.store.published(request.match_info["id"])
-    except NotFound as exc:
-        raise not_found(exc) from None
-    st.require_user(request)
-    st.store.edit(rec)
-    return _draft_reply(st, request, rec, 201, [])
+@routes.post("/api/records/{id}/draft", name="edit")
+@resolve(PUBLISHED)
+async def edit(request: web.Request, ctx: Ctx) -> web.Response:
+    ctx.st.store.edit(ctx.rec)
+    return _draft_reply(ctx.st, request, ctx.rec, 201, [])
 
 
-@route("POST", "/api/records/{id}/versions", "new_version")
-async def new_version(request: web.Request) -> web.Response:
-    st = state(request)
-    try:
-        rec, _ = st.store.published(request.match_info["id"])
-    except NotFound as exc:
-        raise not_found(exc) from None
-    st.require_user(request)
-    new = st.store.new_version(rec, delay=st.config.index_delay_s)
-    return _draft_reply(st, request, new, 201, [])
+@routes.post("/api/records/{id}/versions", name="new_version")
+@resolve(PUBLISHED)
+async def new_version(request: web.Request, ctx: Ctx) -> web.Response:
+    new = ctx.st.store.new_version(ctx.rec, delay=ctx.st.config.index_delay_s)
+    return _draft_reply(ctx.st, request, new, 201, [])
 
 
-@route("POST", "/api/records/{id}/draft/actions/files-import", "files_import")
-async def files_import(request: web.Request) -> web.Response:
-    st = state(request)
-    rec, snap = _draft_or_404(st, request.match_info["id"])
-    st.require_user(request)
+@routes.post("/api/records/{id}/draft/actions/files-import", name="files_import")
+@resolve(DRAFT)
+async def files_import(request: web.Request, ctx: Ctx) -> web.Response:
+    st, rec, snap = ctx.st, ctx.rec, ctx.snap
     problem = None
     latest = st.store.latest_published(rec.parent)
     if not snap.files_enabled:
@@ -212,16 +178,11 @@ async def files_import(request: web.Request) -> web.Response:
     return jresp(files_list_json(base(request), files_url, snap), 201)
 
 
-@route("GET", "/api/records/{id}", "get_record")
-async def get_record(request: web.Request) -> web.Response:
-    st = state(request)
-    try:
-        rec, snap = st.store.published(request.match_info["id"])
-    except NotFound as exc:
-        raise not_found(exc) from None
-    if snap.access.get("record") != "public":
-        st.require_user(request)
-    return jresp(record_json(st.store, base(request), rec, draft=False), etag=snap.revision_id)
+@routes.get("/api/records/{id}", name="get_record")
+@resolve(PUBLIC_RECORD)
+async def get_record(request: web.Request, ctx: Ctx) -> web.Response:
+    body = record_json(ctx.st.store, base(request), ctx.rec, draft=False)
+    return jresp(body, etag=ctx.snap.revision_id)
 
 
 def _int_arg(request: web.Request, name: str, default: int) -> int:
@@ -282,7 +243,7 @@ def _search(
     )
 
 
-@route("GET", "/api/records", "search_records")
+@routes.get("/api/records", name="search_records")
 async def search_records(request: web.Request) -> web.Response:
     st = state(request)
     user = st.user(request)
@@ -301,7 +262,7 @@ async def search_records(request: web.Request) -> web.Response:
     return _search(request, pairs, False, "newest")
 
 
-@route("GET", "/api/user/records", "search_user_records")
+@routes.get("/api/user/records", name="search_user_records")
 async def search_user_records(request: web.Request) -> web.Response:
     st = state(request)
     st.require_user(request)

@@ -10,30 +10,29 @@ from typing import Any
 from aiohttp import web
 
 from .render import community_json, request_json
-from .routes_records import route, strict_check
+from .routes_records import strict_check
+from .routing import DRAFT, RECORD, Ctx, resolve
 from .state import USER_ID, ApiFailure, SandboxState, validation_failure
-from .store import AccessLink, NotFound, Record, Request, now_iso
-from .web_util import base, jresp, not_found, read_json, state
+from .store import AccessLink, Record, Request, now_iso
+from .web_util import base, jresp, read_json, state
 
+routes = web.RouteTableDef()
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _LINK_PERMS = ("view", "preview", "edit")
 _GRANT_PERMS = ("view", "preview", "edit", "manage")
 NO_REVIEW = "Review for draft not found"
 
 
-@route("GET", "/api/communities/{ref}", "community_get")
+@routes.get("/api/communities/{ref}", name="community_get")
 async def community_get(request: web.Request) -> web.Response:
     st = state(request)
-    try:
-        comm = st.store.community(request.match_info["ref"])
-    except NotFound as exc:
-        raise not_found(exc) from None
+    comm = st.store.community(request.match_info["ref"])  # NotFound: 404
     if comm.visibility != "public":
         st.require_user(request)
     return jresp(community_json(base(request), comm), etag=1)
 
 
-@route("GET", "/api/communities", "community_search")
+@routes.get("/api/communities", name="community_search")
 async def community_search(request: web.Request) -> web.Response:
     st = state(request)
     q = request.query.get("q", "").strip()
@@ -57,7 +56,7 @@ async def community_search(request: web.Request) -> web.Response:
     )
 
 
-@route("POST", "/api/communities", "community_create")
+@routes.post("/api/communities", name="community_create")
 async def community_create(request: web.Request) -> web.Response:
     st = state(request)
     user = st.require_user(request)
@@ -95,19 +94,10 @@ async def community_create(request: web.Request) -> web.Response:
     return jresp(community_json(base(request), comm), 201, etag=1)
 
 
-def _draft_rec(st: SandboxState, request: web.Request) -> Record:
-    try:
-        rec, _ = st.store.draft(request.match_info["id"])
-    except NotFound as exc:
-        raise not_found(exc) from None
-    st.require_user(request)
-    return rec
-
-
-@route("PUT", "/api/records/{id}/draft/review", "review_put")
-async def review_put(request: web.Request) -> web.Response:
-    st = state(request)
-    rec = _draft_rec(st, request)
+@routes.put("/api/records/{id}/draft/review", name="review_put")
+@resolve(DRAFT)
+async def review_put(request: web.Request, ctx: Ctx) -> web.Response:
+    st, rec = ctx.st, ctx.rec
     body = await read_json(request)
     if not isinstance(body, dict) or body.get("type") != "community-submission":
         raise ApiFailure(400, "Invalid review type.")
@@ -127,24 +117,23 @@ async def review_put(request: web.Request) -> web.Response:
     return jresp(request_json(base(request), rec.review))
 
 
-@route("GET", "/api/records/{id}/draft/review", "review_get")
-async def review_get(request: web.Request) -> web.Response:
-    st = state(request)
-    rec = _draft_rec(st, request)
-    if rec.review is None:
+@routes.get("/api/records/{id}/draft/review", name="review_get")
+@resolve(DRAFT)
+async def review_get(request: web.Request, ctx: Ctx) -> web.Response:
+    if ctx.rec.review is None:
         raise ApiFailure(404, NO_REVIEW)
-    return jresp(request_json(base(request), rec.review))
+    return jresp(request_json(base(request), ctx.rec.review))
 
 
-@route("DELETE", "/api/records/{id}/draft/review", "review_delete")
-async def review_delete(request: web.Request) -> web.Response:
-    st = state(request)
-    rec = _draft_rec(st, request)
+@routes.delete("/api/records/{id}/draft/review", name="review_delete")
+@resolve(DRAFT)
+async def review_delete(request: web.Request, ctx: Ctx) -> web.Response:
+    rec = ctx.rec
     if rec.review is None:
         raise ApiFailure(404, NO_REVIEW)
     if rec.review.is_open:
         raise ApiFailure(400, "You cannot delete a review that has been submitted.")
-    st.store.requests.pop(rec.review.id, None)
+    ctx.st.store.requests.pop(rec.review.id, None)
     rec.review = None
     return web.Response(status=204)
 
@@ -158,10 +147,10 @@ def _accept(st: SandboxState, rec: Record, req: Request) -> None:
     rec.review = None  # the accepted request stays in store.requests
 
 
-@route("POST", "/api/records/{id}/draft/actions/submit-review", "submit_review")
-async def submit_review(request: web.Request) -> web.Response:
-    st = state(request)
-    rec = _draft_rec(st, request)
+@routes.post("/api/records/{id}/draft/actions/submit-review", name="submit_review")
+@resolve(DRAFT)
+async def submit_review(request: web.Request, ctx: Ctx) -> web.Response:
+    st, rec = ctx.st, ctx.rec
     body = await read_json(request, optional=True)
     if rec.review is None:
         raise ApiFailure(404, NO_REVIEW)
@@ -181,7 +170,7 @@ async def submit_review(request: web.Request) -> web.Response:
     return jresp(request_json(b, req, next_html=after), 202)
 
 
-@route("GET", "/api/requests/{rid}", "request_get")
+@routes.get("/api/requests/{rid}", name="request_get")
 async def request_get(request: web.Request) -> web.Response:
     st = state(request)
     st.require_user(request)
@@ -191,7 +180,7 @@ async def request_get(request: web.Request) -> web.Response:
     return jresp(request_json(base(request), req))
 
 
-@route("POST", "/api/requests/{rid}/actions/{action}", "request_action")
+@routes.post("/api/requests/{rid}/actions/{action}", name="request_action")
 async def request_action(request: web.Request) -> web.Response:
     st = state(request)
     st.require_user(request)
@@ -221,19 +210,9 @@ async def request_action(request: web.Request) -> web.Response:
     return jresp(request_json(base(request), req))
 
 
-def _any_rec(st: SandboxState, request: web.Request) -> Record:
-    try:
-        rec = st.store.record(request.match_info["id"])
-    except NotFound as exc:
-        raise not_found(exc) from None
-    st.require_user(request)
-    return rec
-
-
-@route("POST", "/api/records/{id}/access/links", "access_links")
-async def access_links_create(request: web.Request) -> web.Response:
-    st = state(request)
-    rec = _any_rec(st, request)
+@routes.post("/api/records/{id}/access/links", name="access_links")
+@resolve(RECORD)
+async def access_links_create(request: web.Request, ctx: Ctx) -> web.Response:
     body = await read_json(request)
     if not isinstance(body, dict) or body.get("permission") not in _LINK_PERMS:
         raise validation_failure(
@@ -247,7 +226,7 @@ async def access_links_create(request: web.Request) -> web.Response:
         description=str(body.get("description", "")),
         token=secrets.token_urlsafe(32),
     )
-    rec.parent.links.append(link)
+    ctx.rec.parent.links.append(link)
     return jresp(_link_json(link), 201)
 
 
@@ -256,10 +235,10 @@ def _link_json(link: AccessLink) -> dict[str, Any]:
     return {k: v for k, v in link.__dict__.items() if k != "expires_at" or v is not None}
 
 
-@route("GET", "/api/records/{id}/access/links", "access_links")
-async def access_links_list(request: web.Request) -> web.Response:
-    rec = _any_rec(state(request), request)
-    hits = [_link_json(link) for link in rec.parent.links]
+@routes.get("/api/records/{id}/access/links", name="access_links")
+@resolve(RECORD)
+async def access_links_list(request: web.Request, ctx: Ctx) -> web.Response:
+    hits = [_link_json(link) for link in ctx.rec.parent.links]
     return jresp({"hits": {"hits": hits, "total": len(hits)}})
 
 
@@ -280,10 +259,9 @@ def _grant_errors(grants: Any) -> list[dict[str, Any]]:
     return errors
 
 
-@route("POST", "/api/records/{id}/access/grants", "access_grants")
-async def access_grants_create(request: web.Request) -> web.Response:
-    st = state(request)
-    rec = _any_rec(st, request)
+@routes.post("/api/records/{id}/access/grants", name="access_grants")
+@resolve(RECORD)
+async def access_grants_create(request: web.Request, ctx: Ctx) -> web.Response:
     body = await read_json(request)
     grants = body.get("grants") if isinstance(body, dict) else None
     errors = _grant_errors(grants)
@@ -293,11 +271,12 @@ async def access_grants_create(request: web.Request) -> web.Response:
     added = [
         {"subject": g["subject"], "permission": g["permission"], "origin": "api"} for g in grants
     ]
-    rec.parent.grants.extend(added)
+    ctx.rec.parent.grants.extend(added)
     return jresp({"hits": {"hits": added, "total": len(added)}}, 201)
 
 
-@route("GET", "/api/records/{id}/access/grants", "access_grants")
-async def access_grants_list(request: web.Request) -> web.Response:
-    rec = _any_rec(state(request), request)
-    return jresp({"hits": {"hits": rec.parent.grants, "total": len(rec.parent.grants)}})
+@routes.get("/api/records/{id}/access/grants", name="access_grants")
+@resolve(RECORD)
+async def access_grants_list(request: web.Request, ctx: Ctx) -> web.Response:
+    grants = ctx.rec.parent.grants
+    return jresp({"hits": {"hits": grants, "total": len(grants)}})

@@ -10,7 +10,6 @@ from aiohttp import web
 from .faults import FaultRule
 from .ratelimit import RateDecision
 from .state import ApiFailure, SandboxState
-from .store import NotFound
 
 STATE: web.AppKey[SandboxState] = web.AppKey("sandbox_state", SandboxState)
 FIRED: web.RequestKey[tuple[FaultRule, ...]] = web.RequestKey("sandbox_fired", tuple)
@@ -66,7 +65,3 @@ async def read_json(request: web.Request, *, optional: bool = False) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ApiFailure(400, BAD_JSON) from None
-
-
-def not_found(exc: NotFound) -> ApiFailure:
-    return ApiFailure(404, exc.message)
