@@ -11,7 +11,7 @@ import sys
 from .faults import FaultPlan, FaultPlanError
 from .ratelimit import parse_limits
 from .server import Sandbox
-from .state import SandboxConfig
+from .state import SERIES, SandboxConfig
 from .validation import PROFILES
 
 
@@ -20,6 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=5000, help="port (0: any free port)")
     parser.add_argument("--token", default=None, help="API token (default: a random one)")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="invenio")
+    parser.add_argument(
+        "--series",
+        type=int,
+        choices=SERIES,
+        default=None,
+        help="InvenioRDM line to imitate (default: the profile's; bigmap: 12, others: 14)",
+    )
     parser.add_argument("--latency", type=float, default=0.0, metavar="MS")
     parser.add_argument("--jitter", type=float, default=0.0, metavar="MS")
     parser.add_argument(
@@ -49,6 +56,7 @@ def _config(args: argparse.Namespace) -> SandboxConfig:
         parse_limits(args.rate_limit)
     return SandboxConfig(
         profile=args.profile,
+        series=args.series,
         token=args.token,
         latency_ms=args.latency,
         jitter_ms=args.jitter,

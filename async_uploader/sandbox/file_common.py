@@ -14,6 +14,7 @@ from .store import FileEntry, Record, Snapshot
 from .web_util import base, jresp, state
 
 TRANSFER_FAILED = "File upload transfer failed."
+TRANSFER_FAILED_V12 = "The file upload transfer failed, please try again."
 
 
 def files_url(request: web.Request, rec: Record, draft: bool) -> str:
@@ -26,7 +27,8 @@ def unlocked(rec: Record) -> None:
 
 
 def file_reply(request: web.Request, rec: Record, snap: Snapshot, entry: FileEntry) -> Any:
-    return file_json(base(request), files_url(request, rec, True), entry, snap.bucket_id)
+    series = state(request).profile.series
+    return file_json(files_url(request, rec, True), entry, snap.bucket_id, series=series)
 
 
 def content_type_ok(request: web.Request) -> None:
@@ -66,11 +68,13 @@ def remove(st: SandboxState, snap: Snapshot, entry: FileEntry) -> None:
 async def failed_transfer(
     request: web.Request, rec: Record, snap: Snapshot, entry: FileEntry
 ) -> web.Response:
-    """The catch-all of the real server: 200 + ``errors`` string, entry removed."""
+    """The catch-all of the real server: 200 + ``errors`` string (v12: a 400), entry removed."""
     st = state(request)
     await st.blobs.drain(request.content)
     body = file_reply(request, rec, snap, entry)
     remove(st, snap, entry)
+    if st.profile.series < 13:
+        raise ApiFailure(400, TRANSFER_FAILED_V12)
     body["errors"] = TRANSFER_FAILED
     return jresp(body)
 

@@ -2,6 +2,10 @@
 
 Links are built from the sandbox's own base URL and percent-encoded like Werkzeug's URL
 builder does for ``<path:key>``: ``/`` stays literal, everything else unsafe is encoded.
+
+``series`` is the InvenioRDM series whose shapes are rendered: 14 (the default), or 12,
+whose file entries have no ``transfer``, whose records, requests and communities lack the
+links and keys v13+ added (``V13_*`` below), as observed on a real 12.1.0.
 """
 
 from __future__ import annotations
@@ -12,6 +16,20 @@ from typing import Any
 from urllib.parse import quote
 
 from .store import Community, FileEntry, Record, Request, Snapshot, Store
+
+# What v13+ added, left out when rendering for v12 (real-invenio-v12.md, the v12 differential).
+V13_DRAFT_LINKS = ("preview_html", "quota_increase")
+V13_RECORD_LINKS = (*V13_DRAFT_LINKS, "request_deletion", "file_modification")
+V13_REQUEST_KEYS = ("files", "last_activity_at", "last_reply")
+V13_REQUEST_LINKS = ("timeline_focused", "lock", "unlock")
+V13_COMMUNITY_LINKS = ("collection_trees", "membership_requests")
+
+
+def _without(data: dict[str, Any], keys: tuple[str, ...], series: int) -> dict[str, Any]:
+    """``data`` as v12 renders it: without the v13+ ``keys`` (as is for series 13+)."""
+    if series >= 13:
+        return data
+    return {k: v for k, v in data.items() if k not in keys}
 
 
 def qkey(key: str) -> str:
@@ -39,7 +57,7 @@ def mimetype(key: str) -> str:
 
 
 def file_json(
-    base: str, files_url: str, entry: FileEntry, bucket_id: str, *, links: bool = True
+    files_url: str, entry: FileEntry, bucket_id: str, *, links: bool = True, series: int = 14
 ) -> dict[str, Any]:
     """One file entry; ``files_url`` is the absolute URL of its files collection."""
     out: dict[str, Any] = {
@@ -92,20 +110,23 @@ def file_json(
         else:
             out_links["content"] = f"{self_url}/content"
         out["links"] = out_links
+    if series < 13:  # v12 has no transfer types in its file schema
+        del out["transfer"]
     return out
 
 
-def files_list_json(base: str, files_url: str, snap: Snapshot) -> dict[str, Any]:
+def files_list_json(files_url: str, snap: Snapshot, series: int = 14) -> dict[str, Any]:
+    entries = [file_json(files_url, e, snap.bucket_id, series=series) for e in snap.files.values()]
     return {
         "enabled": snap.files_enabled,
         "default_preview": snap.default_preview,
         "order": snap.order,
-        "entries": [file_json(base, files_url, e, snap.bucket_id) for e in snap.files.values()],
+        "entries": entries,
         "links": {"self": files_url, "archive": f"{files_url}-archive"},
     }
 
 
-def _files_section(base: str, files_url: str, snap: Snapshot) -> dict[str, Any]:
+def _files_section(files_url: str, snap: Snapshot, series: int) -> dict[str, Any]:
     done = [e for e in snap.files.values() if e.committed and e.blob is not None]
     return {
         "enabled": snap.files_enabled,
@@ -114,7 +135,7 @@ def _files_section(base: str, files_url: str, snap: Snapshot) -> dict[str, Any]:
         "count": len(snap.files),
         "total_bytes": sum(e.blob.size for e in done if e.blob is not None),
         "entries": {
-            k: file_json(base, files_url, e, snap.bucket_id, links=False)
+            k: file_json(files_url, e, snap.bucket_id, links=False, series=series)
             for k, e in snap.files.items()
         },
     }
@@ -136,7 +157,7 @@ def _published_only_links(api: str) -> dict[str, str]:
     }
 
 
-def draft_links(base: str, rec: Record) -> dict[str, Any]:
+def draft_links(base: str, rec: Record, series: int = 14) -> dict[str, Any]:
     api = f"{base}/api/records/{rec.id}"
     links = {
         "self": f"{api}/draft",
@@ -166,10 +187,10 @@ def draft_links(base: str, rec: Record) -> dict[str, Any]:
         links.update(_published_only_links(api))
     if rec.review is not None:
         links["submit-review"] = f"{api}/draft/actions/submit-review"
-    return links
+    return _without(links, V13_RECORD_LINKS, series)
 
 
-def record_links(base: str, rec: Record, snap: Snapshot) -> dict[str, Any]:
+def record_links(base: str, rec: Record, snap: Snapshot, series: int = 14) -> dict[str, Any]:
     api = f"{base}/api/records/{rec.id}"
     links = {
         "self": api,
@@ -201,7 +222,7 @@ def record_links(base: str, rec: Record, snap: Snapshot) -> dict[str, Any]:
     if doi:
         links["doi"] = f"https://doi.org/{doi}"
         links["self_doi"] = links["doi"]
-    return links
+    return _without(links, V13_RECORD_LINKS, series)
 
 
 def record_json(store: Store, base: str, rec: Record, *, draft: bool) -> dict[str, Any]:
@@ -209,6 +230,7 @@ def record_json(store: Store, base: str, rec: Record, *, draft: bool) -> dict[st
     snap = rec.draft if draft else rec.published
     assert snap is not None
     published = rec.published is not None
+    series = store.profile.series
     files_url = (
         f"{base}/api/records/{rec.id}/draft/files"
         if draft
@@ -228,7 +250,7 @@ def record_json(store: Store, base: str, rec: Record, *, draft: bool) -> dict[st
         "metadata": snap.metadata,
         "custom_fields": snap.custom_fields,
         "access": _access(snap),
-        "files": _files_section(base, files_url, snap),
+        "files": _files_section(files_url, snap, series),
         "media_files": {"enabled": False, "count": 0, "entries": {}},
         "parent": {
             "id": rec.parent.id,
@@ -241,7 +263,7 @@ def record_json(store: Store, base: str, rec: Record, *, draft: bool) -> dict[st
             "is_latest_draft": store.is_latest_draft(rec),
         },
         "pids": snap.pids,
-        "links": draft_links(base, rec) if draft else record_links(base, rec, snap),
+        "links": draft_links(base, rec, series) if draft else record_links(base, rec, snap, series),
     }
     if draft:
         out["expires_at"] = rec.created.replace("T", " ")  # str(datetime), as the real server
@@ -255,7 +277,9 @@ def record_json(store: Store, base: str, rec: Record, *, draft: bool) -> dict[st
     return out
 
 
-def request_json(base: str, req: Request, *, next_html: str | None = None) -> dict[str, Any]:
+def request_json(
+    base: str, req: Request, *, next_html: str | None = None, series: int = 14
+) -> dict[str, Any]:
     """``next_html``: where the UI goes after an action (the submit-review answer has it)."""
     api = f"{base}/api/requests/{req.id}"
     actions: dict[str, str] = {}
@@ -295,12 +319,13 @@ def request_json(base: str, req: Request, *, next_html: str | None = None) -> di
     }
     if next_html is not None:
         out["links"]["next_html"] = next_html
-    return out
+    out["links"] = _without(out["links"], V13_REQUEST_LINKS, series)
+    return _without(out, V13_REQUEST_KEYS, series)
 
 
-def community_json(base: str, comm: Community) -> dict[str, Any]:
+def community_json(base: str, comm: Community, series: int = 14) -> dict[str, Any]:
     api = f"{base}/api/communities/{comm.id}"
-    return {
+    out: dict[str, Any] = {
         "id": comm.id,
         "slug": comm.slug,
         "created": comm.created,
@@ -331,3 +356,5 @@ def community_json(base: str, comm: Community) -> dict[str, Any]:
             "membership_requests": f"{api}/membership-requests",
         },
     }
+    out["links"] = _without(out["links"], V13_COMMUNITY_LINKS, series)
+    return out

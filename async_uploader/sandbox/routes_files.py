@@ -22,41 +22,48 @@ from .routes_multipart import init_multipart
 from .routing import DRAFT, PUBLIC_FILES, Ctx, resolve
 from .state import GENERIC_500, ApiFailure, SandboxState, validation_failure
 from .store import FileEntry, now_iso
-from .web_util import base, jresp, read_json, state, take_fault
+from .web_util import jresp, read_json, state, take_fault
 
 routes = web.RouteTableDef()
 MAX_FILES = 100
 _INIT_KEYS = {"key", "size", "checksum", "metadata", "transfer", "access"}
+_INIT_KEYS_V12 = {"key", "size", "checksum", "storage_class", "uri"}  # as observed on 12.1.0
 
 
 @routes.get("/api/records/{id}/draft/files", name="files_list")
 @resolve(DRAFT)
 async def files_list(request: web.Request, ctx: Ctx) -> web.Response:
-    return jresp(files_list_json(base(request), files_url(request, ctx.rec, True), ctx.snap))
+    return jresp(
+        files_list_json(files_url(request, ctx.rec, True), ctx.snap, ctx.st.profile.series)
+    )
 
 
 @routes.get("/api/records/{id}/files", name="files_list.published")
 @resolve(PUBLIC_FILES)
 async def record_files_list(request: web.Request, ctx: Ctx) -> web.Response:
-    return jresp(files_list_json(base(request), files_url(request, ctx.rec, False), ctx.snap))
+    return jresp(
+        files_list_json(files_url(request, ctx.rec, False), ctx.snap, ctx.st.profile.series)
+    )
 
 
 def _parse_init(body: Any, st: SandboxState) -> list[FileEntry]:
     if not isinstance(body, list):
         raise validation_failure([{"field": "_schema", "messages": ["Invalid input type."]}])
-    if not body:
+    v12 = st.profile.series < 13
+    if not body and not v12:  # v12 takes an empty batch as a no-op
         raise validation_failure([{"field": "_schema", "messages": ["No files to upload."]}])
     entries, errors = [], []
     for i, item in enumerate(body):
         if not isinstance(item, dict):
             errors.append({"field": f"{i}", "messages": ["Invalid input type."]})
             continue
-        for extra in sorted(set(item) - _INIT_KEYS):
+        for extra in sorted(set(item) - (_INIT_KEYS_V12 if v12 else _INIT_KEYS)):
             errors.append({"field": f"{i}.{extra}", "messages": ["Unknown field."]})
         if not isinstance(item.get("key"), str) or not item["key"]:
             errors.append({"field": f"{i}.key", "messages": ["Missing data for required field."]})
             continue
-        transfer = item.get("transfer", {"type": "L"})
+        # v12 knows no transfer types: its "Unknown field." above is the only answer to one
+        transfer = {"type": "L"} if v12 else item.get("transfer", {"type": "L"})
         if not isinstance(transfer, dict):
             raise ApiFailure(400, "Transfer metadata must be a dictionary.")
         ttype = transfer.get("type", "L")
@@ -103,7 +110,7 @@ async def files_init(request: web.Request, ctx: Ctx) -> web.Response:
         seen.add(entry.key)
     for entry in entries:
         snap.files[entry.key] = entry
-    return jresp(files_list_json(base(request), files_url(request, rec, True), snap), 201)
+    return jresp(files_list_json(files_url(request, rec, True), snap, st.profile.series), 201)
 
 
 @routes.delete("/api/records/{id}/draft/files", name="files_delete_all")
@@ -217,7 +224,7 @@ async def file_get(request: web.Request, ctx: Ctx) -> web.Response:
 @resolve(PUBLIC_FILES)
 async def record_file_get(request: web.Request, ctx: Ctx) -> web.Response:
     url = files_url(request, ctx.rec, False)
-    return jresp(file_json(base(request), url, ctx.entry, ctx.snap.bucket_id))
+    return jresp(file_json(url, ctx.entry, ctx.snap.bucket_id, series=ctx.st.profile.series))
 
 
 @routes.put("/api/records/{id}/draft/files/{key:.+}", name="file_update")

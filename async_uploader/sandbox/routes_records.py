@@ -112,6 +112,12 @@ async def delete_draft(request: web.Request, ctx: Ctx) -> web.Response:
     return web.Response(status=204)
 
 
+OPEN_REVIEW = (
+    "You cannot publish a draft with an open review request. "
+    "Please cancel the review request first."
+)
+
+
 def strict_check(st: SandboxState, snap: Snapshot) -> None:
     """Publish-time validation (400 with ``errors``)."""
     pending = sum(1 for e in snap.files.values() if not e.committed)
@@ -133,11 +139,7 @@ async def publish(request: web.Request, ctx: Ctx) -> web.Response:
     if st.profile.community_required and not rec.parent.communities:
         raise ApiFailure(403, "Community not selected.")
     if rec.review is not None and rec.review.blocks_publish:
-        raise ApiFailure(
-            400,
-            "You cannot publish a draft with an open review request. "
-            "Please cancel the review request first.",
-        )
+        raise ApiFailure(400, "" if st.profile.series < 13 else OPEN_REVIEW)  # v12: no words
     strict_check(st, snap)
     st.store.publish(rec, delay=st.config.index_delay_s)
     assert rec.published is not None
@@ -175,7 +177,7 @@ async def files_import(request: web.Request, ctx: Ctx) -> web.Response:
         raise validation_failure([{"field": "files.enabled", "messages": [problem]}])
     st.store.import_files(rec, snap)
     files_url = f"{base(request)}/api/records/{rec.id}/draft/files"
-    return jresp(files_list_json(base(request), files_url, snap), 201)
+    return jresp(files_list_json(files_url, snap, st.profile.series), 201)
 
 
 @routes.get("/api/records/{id}", name="get_record")
@@ -237,7 +239,7 @@ def _search(
             },
             "aggregations": {},
             "sortBy": sort,
-            "page": page,
+            **({"page": page} if st.profile.series >= 13 else {}),  # v12 does not echo it
             "links": links,
         }
     )

@@ -14,7 +14,7 @@ from .routes_records import strict_check
 from .routing import DRAFT, RECORD, Ctx, resolve
 from .state import USER_ID, ApiFailure, SandboxState, validation_failure
 from .store import AccessLink, Record, Request, now_iso
-from .web_util import base, jresp, read_json, state
+from .web_util import base, jresp, read_json, series, state
 
 routes = web.RouteTableDef()
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -29,7 +29,7 @@ async def community_get(request: web.Request) -> web.Response:
     comm = st.store.community(request.match_info["ref"])  # NotFound: 404
     if comm.visibility != "public":
         st.require_user(request)
-    return jresp(community_json(base(request), comm), etag=1)
+    return jresp(community_json(base(request), comm, series(request)), etag=1)
 
 
 @routes.get("/api/communities", name="community_search")
@@ -45,7 +45,7 @@ async def community_search(request: web.Request) -> web.Response:
                 continue
         elif q and q.lower() not in f"{comm.slug} {comm.title}".lower():
             continue
-        hits.append(community_json(base(request), comm))
+        hits.append(community_json(base(request), comm, series(request)))
     return jresp(
         {
             "hits": {"hits": hits, "total": len(hits)},
@@ -91,7 +91,7 @@ async def community_create(request: web.Request) -> web.Response:
         raise validation_failure(errors)
     assert isinstance(slug, str) and isinstance(title, str)  # checked above
     comm = st.store.add_community(slug, title, user, visibility)
-    return jresp(community_json(base(request), comm), 201, etag=1)
+    return jresp(community_json(base(request), comm, series(request)), 201, etag=1)
 
 
 @routes.put("/api/records/{id}/draft/review", name="review_put")
@@ -114,7 +114,7 @@ async def review_put(request: web.Request, ctx: Ctx) -> web.Response:
             raise ApiFailure(400, "You cannot update a review that has been submitted.")
         st.store.requests.pop(rec.review.id, None)
     rec.review = st.store.new_request(rec, comm, USER_ID)
-    return jresp(request_json(base(request), rec.review))
+    return jresp(request_json(base(request), rec.review, series=series(request)))
 
 
 @routes.get("/api/records/{id}/draft/review", name="review_get")
@@ -122,7 +122,7 @@ async def review_put(request: web.Request, ctx: Ctx) -> web.Response:
 async def review_get(request: web.Request, ctx: Ctx) -> web.Response:
     if ctx.rec.review is None:
         raise ApiFailure(404, NO_REVIEW)
-    return jresp(request_json(base(request), ctx.rec.review))
+    return jresp(request_json(base(request), ctx.rec.review, series=series(request)))
 
 
 @routes.delete("/api/records/{id}/draft/review", name="review_delete")
@@ -167,7 +167,7 @@ async def submit_review(request: web.Request, ctx: Ctx) -> web.Response:
         _accept(st, rec, req)
     b = base(request)
     after = f"{b}/records/{rec.id}" if req.status == "accepted" else f"{b}/me/requests/{req.id}"
-    return jresp(request_json(b, req, next_html=after), 202)
+    return jresp(request_json(b, req, next_html=after, series=series(request)), 202)
 
 
 @routes.get("/api/requests/{rid}", name="request_get")
@@ -177,7 +177,7 @@ async def request_get(request: web.Request) -> web.Response:
     req = st.store.requests.get(request.match_info["rid"])
     if req is None:
         raise ApiFailure(404, "The persistent identifier does not exist.")
-    return jresp(request_json(base(request), req))
+    return jresp(request_json(base(request), req, series=series(request)))
 
 
 @routes.post("/api/requests/{rid}/actions/{action}", name="request_action")
@@ -207,7 +207,7 @@ async def request_action(request: web.Request) -> web.Response:
     else:
         req.status = "declined" if action == "decline" else "cancelled"
         req.updated = now_iso()
-    return jresp(request_json(base(request), req))
+    return jresp(request_json(base(request), req, series=series(request)))
 
 
 @routes.post("/api/records/{id}/access/links", name="access_links")

@@ -9,7 +9,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +34,7 @@ class SandboxConfig:
     """Everything that shapes a sandbox run. ``faults`` may be a plan, a dict or None."""
 
     profile: str = "invenio"
+    series: int | None = None  # InvenioRDM line, 14 or 12; None: the profile's (bigmap: 12)
     token: str | None = None  # None: a random one is generated
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
@@ -53,10 +54,23 @@ class SandboxConfig:
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
             raise ValueError(f"unknown profile {self.profile!r} (one of {sorted(PROFILES)})")
+        if self.series not in (None, *SERIES):
+            raise ValueError(f"unknown series {self.series!r} (one of {list(SERIES)})")
         if self.rate_limit:
             parse_limits(self.rate_limit)
         if self.links_origin is not None:
             object.__setattr__(self, "links_origin", check_origin(self.links_origin))
+
+
+SERIES = (14, 12)  # the InvenioRDM lines the sandbox models, each checked against a real one
+
+
+def profile_for(config: SandboxConfig) -> Profile:
+    """The profile's rules in the configured series; v12 has no multipart (no ``transfer``)."""
+    profile = PROFILES[config.profile]
+    series = profile.series if config.series is None else config.series
+    allow_multipart = profile.allow_multipart and series >= 13
+    return replace(profile, series=series, allow_multipart=allow_multipart)
 
 
 def check_origin(origin: str) -> str:
@@ -122,7 +136,7 @@ class SandboxState:
 
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
-        self.profile: Profile = PROFILES[config.profile]
+        self.profile: Profile = profile_for(config)
         self.token = config.token or secrets.token_urlsafe(24)
         self.token_valid = True
         self._tmp: tempfile.TemporaryDirectory[str] | None = None

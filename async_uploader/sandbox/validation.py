@@ -49,9 +49,12 @@ _ACCESS_VALUES = ("public", "restricted")
 
 @dataclass(frozen=True)
 class Profile:
-    """Per-instance rules. ``invenio`` is vanilla v13/v14."""
+    """Per-instance rules. ``invenio`` is vanilla v14; ``bigmap`` the BIG-MAP Archive, a v12
+    instance with its own policies. ``series`` (14 or 12) picks the wire shapes and answers
+    that differ between InvenioRDM lines (render.py, the file routes)."""
 
     name: str
+    series: int = 14
     integer_ids: bool = False
     community_required: bool = False  # publish without a community: 403
     description_required: bool = False
@@ -69,6 +72,7 @@ PROFILES: dict[str, Profile] = {
     "invenio": Profile("invenio"),
     "bigmap": Profile(
         "bigmap",
+        series=12,
         community_required=True,
         description_required=True,
         force_restricted=True,

@@ -23,6 +23,11 @@ def state(request: web.Request) -> SandboxState:
     return request.app[STATE]
 
 
+def series(request: web.Request) -> int:
+    """The InvenioRDM series whose shapes and rules this sandbox follows (14 or 12)."""
+    return state(request).profile.series
+
+
 def base(request: web.Request) -> str:
     """The origin every rendered link starts with: ``links_origin`` if configured (a test of
     what a client sends to another host), else the sandbox's own address."""

@@ -27,10 +27,14 @@ def check_all_published_once(sb: Any, root: Path, n: int) -> None:
             assert f["checksum"] == f"md5:{f['md5']}"
 
 
-def test_batch_survives_a_hostile_server(make_records: RecordFactory, tmp_path: Path) -> None:
+# v12 (the BIG-MAP Archive's line) answers some failures differently (a re-PUT after commit
+# is a 400, file entries have no ``transfer``): the same storm, on a smaller batch.
+@pytest.mark.parametrize(("series", "n"), [(14, 200), (12, 60)])
+def test_batch_survives_a_hostile_server(
+    make_records: RecordFactory, tmp_path: Path, series: int, n: int
+) -> None:
     from async_uploader.sandbox import Sandbox, SandboxConfig
 
-    n = 200
     root = make_records(n, files={"a.csv": 3000, "b/c.dat": 9000, "d.txt": b"small\n"})
     plan = {
         "seed": 11,
@@ -55,7 +59,7 @@ def test_batch_survives_a_hostile_server(make_records: RecordFactory, tmp_path: 
         ],
     }
     report = tmp_path / "report.json"
-    with Sandbox.in_thread(SandboxConfig(faults=plan)) as sb:
+    with Sandbox.in_thread(SandboxConfig(faults=plan, series=series)) as sb:
         proc = run_cli(
             [
                 "upload",

@@ -54,6 +54,35 @@ async def test_bigmap_rules(running: Any) -> None:
         assert field_messages(mo["errors"])["files.enabled"]
 
 
+async def test_bigmap_speaks_v12_and_series_overrides(running: Any) -> None:
+    """The BIG-MAP Archive runs InvenioRDM 12: its profile renders and answers as a real 12.1.0
+    does where v12 differs from v14 (real-invenio-v12.md); ``series`` overrides a profile's."""
+    for profile, series, want in (("bigmap", None, 12), ("invenio", 12, 12), ("bigmap", 14, 14)):
+        async with running(profile=profile, series=series) as (sb, s):
+            t = Target(sb.url, sb.token, series=want)
+            draft = await create(t, s)
+            done = await upload(t, s, draft, "a.txt", b"abc")
+            assert ("transfer" in done) is (want == 14), (profile, series, done)
+            assert ("preview_html" in draft["links"]) is (want == 14)
+            init = [{"key": "m.bin", "size": 20, "transfer": {"type": "M", "parts": 2}}]
+            status, reply, _ = await call(s, "POST", draft["links"]["files"], t, json=init)
+            if want == 12:
+                assert status == 400
+                assert reply["errors"] == [{"field": "0.transfer", "messages": ["Unknown field."]}]
+            else:
+                assert status == 400 and "part_size" in reply["message"], reply
+            status, reply, _ = await call(
+                s, "PUT", done["links"]["content"], t, data=b"x", headers=OCTET
+            )
+            if want == 12:
+                msg = "The file upload transfer failed, please try again."
+                assert (status, reply["message"]) == (400, msg)
+            else:
+                assert (status, reply["errors"]) == (200, "File upload transfer failed.")
+            status, listing, _ = await call(s, "GET", f"{t.api}/user/records", t)
+            assert status == 200 and ("page" in listing) is (want == 14)
+
+
 async def test_unknown_affiliation_refused_and_nothing_stored(running: Any) -> None:
     async with running() as (sb, s):
         t = Target(sb.url, sb.token)
