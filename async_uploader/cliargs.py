@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ._version import __version__
+from .concurrency import DEFAULT_CAP
 from .config import RetryConfig, ShareMode, UploadConfig, ValidationLimits
 
 DEFAULTS: dict[str, Any] = {
@@ -133,8 +134,22 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         help="none of these folders is on the server yet: skip the look-up of existing "
         "records before the first create (saves a few searches per 100 folders)",
     )
-    up.add_argument("--records-in-flight", type=int, default=DEFAULTS["records_in_flight"])
-    up.add_argument("--file-streams", type=int, default=DEFAULTS["file_streams"])
+    up.add_argument(
+        "--records-in-flight",
+        type=int,
+        default=DEFAULTS["records_in_flight"],
+        metavar="N",
+        help="at most N records at once (default: learned from the server's round trips, "
+        f"up to {DEFAULT_CAP})",
+    )
+    up.add_argument(
+        "--file-streams",
+        type=int,
+        default=DEFAULTS["file_streams"],
+        metavar="N",
+        help="at most N file uploads at once (default: as many as records in flight; "
+        "memory: N x chunk size)",
+    )
     up.add_argument("--chunk-size", type=int, default=DEFAULTS["chunk_size"] // 1024, metavar="KiB")
     up.add_argument(
         "--rate",

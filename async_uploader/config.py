@@ -62,8 +62,10 @@ class UploadConfig:
     report_file: Path | None = None
     share: ShareMode = ShareMode.PUBLISH
     community: str | None = None  # slug or UUID, with ShareMode.COMMUNITY
-    records_in_flight: int = 8
-    file_streams: int = 8
+    # Caps, not settings: None lets the controller learn them (concurrency.py), the records
+    # in flight up to DEFAULT_CAP, the file uploads at once as many as the records.
+    records_in_flight: int | None = None
+    file_streams: int | None = None
     chunk_size: int = 1024 * 1024
     rate: float | None = None  # requests/second; None = learn the server's limit from headers
     burst: int = 10
@@ -116,7 +118,7 @@ class UploadConfig:
         if self.share is ShareMode.COMMUNITY and not self.community:
             raise ConfigError("community sharing needs a community slug (--community SLUG)")
         for name in ("records_in_flight", "file_streams", "chunk_size", "burst"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be at least 1")
         if self.rate is not None and self.rate <= 0:
             raise ConfigError("--rate must be positive")

@@ -74,7 +74,6 @@ class Records:
     ctx: RecordContext
     batch: Batch
     found: dict[str, tuple[Hit, ...]]
-    records_in_flight: int
     grace_seconds: float
 
 
@@ -137,12 +136,12 @@ async def _upload_locked(
             client,
             batch.save,
             reporter,
-            anyio.CapacityLimiter(config.file_streams),
+            client.flow.streams if client.flow else anyio.CapacityLimiter(config.file_streams or 8),
             StepSettings(config.share, config.chunk_size, config.stall_timeout, config.retry),
             Community(client, config.community or ""),
             Claims({s.draft_id for s in prep.states.values() if s.draft_id}),
         )
-        records = Records(ctx, batch, found, config.records_in_flight, config.grace_seconds)
+        records = Records(ctx, batch, found, config.grace_seconds)
         if fatal is None:
             fatal = await run_all(
                 records, prep, results, stop or anyio.Event(), abort or anyio.Event(), lock
@@ -184,12 +183,13 @@ async def run_all(
     abort: anyio.Event,
     lock: StateLock | None = None,
 ) -> BatchFatal | None:
-    """One task per record, ``records_in_flight`` at a time; returns a batch-fatal error."""
+    """One task per record, as many at a time as the controller allows (``client.flow``:
+    learned, capped by ``--records-in-flight``); returns a batch-fatal error."""
     fatal: BatchFatal | None = None
-    slots = anyio.Semaphore(run.records_in_flight)
     client = run.ctx.client
+    slots = client.flow.records if client.flow else anyio.CapacityLimiter(8)
 
-    async def one(todo: Todo) -> None:
+    async def one(todo: Todo, slot: object) -> None:
         nonlocal fatal
         name = todo.name
         try:
@@ -204,7 +204,7 @@ async def run_all(
             )
             run.ctx.reporter(RecordDone(results[name]))
         finally:
-            slots.release()
+            slots.release_on_behalf_of(slot)
             client.first_write.set()  # whatever happened, the probe record is over
 
     async def grace_watch() -> None:
@@ -228,11 +228,13 @@ async def run_all(
         outer.start_soon(keep_lock)
         async with anyio.create_task_group() as batch:
             for todo in prep.todo:
-                await slots.acquire()
+                # Borrowed here, given back by the record's own task: a token per record.
+                slot = object()
+                await slots.acquire_on_behalf_of(slot)
                 if stop.is_set() or fatal is not None:
-                    slots.release()
+                    slots.release_on_behalf_of(slot)
                     break
-                batch.start_soon(one, todo)
+                batch.start_soon(one, todo, slot)
                 # Until one write has worked, run a single record: a refused token then
                 # stops the batch after one record instead of failing all of them.
                 await client.first_write.wait()

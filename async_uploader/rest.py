@@ -35,10 +35,12 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
 
+from .concurrency import Flow, call_kind
 from .config import RetryConfig
 from .errors import (
     ApiError,
@@ -53,7 +55,7 @@ from .errors import (
 )
 from .events import Event, Paused, Reporter, Retrying, count
 from .match import ServerClock
-from .ratelimit import RateLimiter
+from .ratelimit import DEFAULT, RateLimiter, route_class
 from .results import Counters
 from .retry import decide, is_transient_status, may_resend, parse_retry_after
 from .wire import (
@@ -81,6 +83,7 @@ class RestClient:
         retry: RetryConfig,
         counters: Counters,
         reporter: Reporter,
+        flow: Flow | None = None,
         rand: Callable[[], float] = random.random,
     ):
         disable_silent_resend(session)  # every request on the wire is one we know about
@@ -89,6 +92,8 @@ class RestClient:
         self.origin = origin_of(self.api)
         self.clock = ServerClock()
         self.limiter = limiter
+        # Records in flight, learned from round trips (None: a client outside a batch).
+        self.flow = flow
         self.retry = retry
         self.counters = counters
         self.reporter = reporter
@@ -124,13 +129,14 @@ class RestClient:
     ) -> Response:
         """Send with retries. Statuses in ``accept`` are returned as they are, not raised."""
         self.check_origin(method, url)
+        cls = route_class(method, urlsplit(url).path)
         start = time.monotonic()
         attempt = 0
         while True:
             attempt += 1
             try:
                 resp = await self._send_once(
-                    method, url, json=json, body=body, size=size, params=params
+                    method, url, cls, json=json, body=body, size=size, params=params
                 )
             except TransientApiError as exc:  # no answer: NotSent, BodyPartlySent, NoAnswer
                 decision = decide(
@@ -157,8 +163,12 @@ class RestClient:
             retry_after = parse_retry_after(resp.headers.get("Retry-After"), time.time())
             if resp.status == 429:
                 self.counters.responses_429 += 1
-                pause = self.limiter.too_many_requests(retry_after, str(resp.obj.get("message")))
+                message = str(resp.obj.get("message"))
+                pause = self.limiter.too_many_requests(retry_after, message, cls)
                 self.report(Paused(pause, f"HTTP 429 on {method} {url}"))
+                if self.flow is not None and cls == DEFAULT:
+                    self.flow.congestion()
+
             decision = decide(
                 attempt=attempt,
                 elapsed=time.monotonic() - start,
@@ -195,13 +205,14 @@ class RestClient:
         self,
         method: str,
         url: str,
+        cls: str,
         *,
         json: Any,
         body: BodyFactory | None,
         size: int | None,
         params: Mapping[str, str] | None,
     ) -> Response:
-        await self.limiter.acquire()
+        await self.limiter.acquire(cls)
         self.counters.requests += 1
         if method in WRITE_METHODS:
             self.counters.writes += 1
@@ -216,6 +227,7 @@ class RestClient:
             data = CountedBody(body(), size)
         elif json is not None:
             headers["Content-Type"] = "application/json"
+        sent_at, sent_wall = time.monotonic(), time.time()
         try:
             async with self.session.request(
                 method,
@@ -226,7 +238,12 @@ class RestClient:
                 allow_redirects=False,  # a redirect could carry the token elsewhere
             ) as r:
                 text = await r.text(errors="replace")
-                self.limiter.observe(r.headers)
+                self.limiter.observe(r.headers, cls, sent_wall)
+                if (pause := self.limiter.answered(r.status)) > 0:
+                    # Most answers lately were 502/503/504: congestion, the batch slows down.
+                    self.report(Paused(pause, f"HTTP {r.status} on most answers lately"))
+                    if self.flow is not None:
+                        self.flow.congestion()
                 self.clock.observe(r.headers.get("Date"), datetime.now(UTC))
                 payload: Any = None
                 if text and "json" in (r.content_type or ""):
@@ -235,6 +252,11 @@ class RestClient:
                     except ValueError:
                         payload = None
                 resp = Response(method, url, r.status, payload, dict(r.headers))
+                if self.flow is not None and body is None and r.status < 500 and r.status != 429:
+                    # A small call's round trip: the controller's queueing signal (uploads
+                    # are left out, their time is their size).
+                    kind = call_kind(method, urlsplit(url).path)
+                    self.flow.sample(kind, time.monotonic() - sent_at)
                 if payload is None and text:
                     resp = Response(method, url, r.status, {"_text": text[:2000]}, resp.headers)
                 return resp

@@ -1,4 +1,5 @@
-"""One HTTP session for a whole batch: keep-alive connections, the token, one rate limiter."""
+"""One HTTP session for a whole batch: keep-alive connections, the token, one rate limiter
+and one records-in-flight controller."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 
 from .client import InvenioClient
+from .concurrency import DEFAULT_CAP, DEFAULT_FLOOR, ConcurrencyPolicy, Flow
 from .config import USER_AGENT, UploadConfig
 from .events import Reporter, no_reporter
 from .ratelimit import RateLimiter, RatePolicy
@@ -25,8 +27,9 @@ async def open_client(
         sock_connect=config.connect_timeout,
         sock_read=config.read_timeout,
     )
+    records_cap = config.records_in_flight or DEFAULT_CAP
     connector = aiohttp.TCPConnector(
-        limit=config.records_in_flight + config.file_streams + 4,
+        limit=records_cap + (config.file_streams or records_cap) + 4,
         ssl=config.verify_tls,
     )
     headers = {"User-Agent": USER_AGENT, "Authorization": f"Bearer {config.token}"}
@@ -40,6 +43,10 @@ async def open_client(
             session,
             api_url=config.api_url,
             limiter=RateLimiter(RatePolicy(config.rate, config.burst)),
+            flow=Flow(
+                ConcurrencyPolicy(cap=records_cap, floor=min(DEFAULT_FLOOR, records_cap)),
+                config.file_streams,
+            ),
             retry=config.retry,
             counters=counters,
             reporter=reporter,

@@ -46,7 +46,8 @@ class SandboxProcess:
 
     def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "async_uploader.sandbox", "--port", "0"]
-        cmd += ["--token", self.token, "--latency", str(self.latency_ms)]
+        # "--token=…": a random token may begin with "-", which argparse takes for an option
+        cmd += [f"--token={self.token}", "--latency", str(self.latency_ms)]
         if self.rate_limit:
             cmd += ["--rate-limit", self.rate_limit]
         if self.discard_bytes:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from async_uploader.ratelimit import RateLimiter, RatePolicy, ServerLimit
+from async_uploader.ratelimit import (
+    RateLimiter,
+    RatePolicy,
+    ServerLimit,
+    route_class,
+    window_reading,
+)
 
 
 def schedule(policy: RatePolicy, times: list[float]) -> list[float]:
@@ -82,10 +88,10 @@ def test_exhausted_budget_waits_for_reset() -> None:
 def test_429_pauses_everyone(retry_after: float | None, jitter: float, pause: float) -> None:
     policy = RatePolicy(4.0, 4)
     assert policy.on_429(10.0, retry_after, jitter) == pytest.approx(pause)
-    # Every request, from any task, waits for the end of the pause, then goes out at the
-    # rate with no burst.
+    # Every request, from any task, waits for the end of the pause, then goes out at half
+    # the rate it was sent at (4/s), with no burst.
     departures = schedule(policy, [10.0, 10.0, 10.0])
-    assert departures == [pytest.approx(10.0 + pause + i * 0.25) for i in range(3)]
+    assert departures == [pytest.approx(10.0 + pause + i * 0.5) for i in range(3)]
     assert policy.pauses == 1
 
 
@@ -95,6 +101,127 @@ def test_429_without_headers_halves_the_observed_rate() -> None:
         policy.reserve(i * 0.1)
     policy.on_429(4.0, 1.0, 0.0)
     assert policy.rate == pytest.approx(5.0, rel=0.1)
+
+
+def send_at(policy: RatePolicy, rate: float, start: float, seconds: float) -> float:
+    """Book requests as they come at ``rate`` for ``seconds``; the time reached."""
+    t = start
+    while t < start + seconds:
+        policy.reserve(t)
+        t += 1 / rate
+    return t
+
+
+@pytest.mark.parametrize(
+    ("user_rate", "learned", "text", "after_429", "steps", "rates"),
+    [
+        # A storm with nothing to go by, at 100/s: half, then x2 every clean 0.5 s, and
+        # dropped (None) once 4x the low point: a storm costs seconds, not the batch.
+        (None, None, "Too Many Requests", 50.0, 0.5, [100.0, None]),
+        # The message names a limit under what we sent: that limit, probed gently (5 s).
+        (None, None, "10 per 1 second", 9.5, 5.0, [19.0, None]),
+        # A gateway's 429 under a limit learned from headers (20/s): back up to it, no more.
+        (None, 20, None, 9.5, 0.5, [19.0, 19.0]),
+        # --rate 60 is a cap: recovery stops there.
+        (60.0, None, None, 30.0, 0.5, [60.0, 60.0]),
+    ],
+)
+def test_decrease_then_recover(
+    user_rate: float | None,
+    learned: int | None,
+    text: str | None,
+    after_429: float,
+    steps: float,
+    rates: list[float | None],
+) -> None:
+    policy = RatePolicy(user_rate, 10)
+    if learned:  # a fresh 1 s window read from the headers: L/s
+        policy.on_headers(0.0, 1000.0, ServerLimit(learned, learned - 1, 1001.0))
+    t = send_at(policy, 100.0, 0.0, 2.0)
+    policy.on_429(t, None, 0.0, text)
+    assert policy.rate == pytest.approx(after_429, rel=0.1)  # bursts and edges: about
+    t = policy.pause_until
+    for rate in rates:
+        t += steps
+        policy.reserve(t)
+        assert policy.rate == (pytest.approx(rate, rel=0.1) if rate is not None else None)
+
+
+def test_a_new_429_restarts_the_recovery() -> None:
+    policy = RatePolicy(None, 10)
+    t = send_at(policy, 100.0, 0.0, 2.0)
+    policy.on_429(t, None, 0.0)
+    policy.reserve(policy.pause_until + 0.5)  # one step: 100
+    policy.on_429(policy.pause_until + 0.6, None, 0.0)
+    assert policy.rate is not None and policy.rate < 100.0
+    assert policy.decreases == 2
+
+
+def test_headers_naming_another_limit_are_learned_again() -> None:
+    policy = RatePolicy(None, 10)
+    policy.on_headers(0.0, 1000.0, ServerLimit(20, 19, 1001.0))
+    assert policy.rate == pytest.approx(19.0)
+    for i in range(5):  # the server's limit was raised: every fresh window says 100
+        policy.on_headers(10.0 + i, 1010.0 + i, ServerLimit(100, 99, 1011.0 + i))
+    assert policy.rate == pytest.approx(95.0)
+
+
+@pytest.mark.parametrize(
+    ("statuses", "paused"),
+    [
+        ([503] * 10 + [200] * 10, True),  # half of the last 20 shed: congestion
+        ([200, 502, 504, 503] * 5, True),
+        ([503] * 9 + [200] * 11, False),  # under half
+        ([200] * 19 + [503], False),  # a flaky node: each retried alone
+        ([500] * 20, False),  # an application error, not load
+        ([503] * 5, False),  # too few answers to tell yet
+    ],
+)
+def test_congestion_is_most_answers_shed(statuses: list[int], paused: bool) -> None:
+    policy = RatePolicy(None, 10)
+    send_at(policy, 100.0, -2.0, 2.0)
+    pauses = [policy.on_answer(0.01 * i, status, 0.0) for i, status in enumerate(statuses)]
+    assert (max(pauses) > 0) is paused
+    assert (policy.rate is not None) is paused
+    assert sum(p > 0 for p in pauses) <= 1  # one pause per episode
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "cls"),
+    [
+        ("GET", "/api/records", "search"),
+        ("GET", "/api/user/records", "search"),
+        ("GET", "/api/communities", "search"),
+        ("GET", "/api/communities/", "search"),
+        ("POST", "/api/records", "default"),  # a create, not a search
+        ("GET", "/api/records/abc12-def34", "default"),
+        ("GET", "/api/communities/my-slug", "default"),
+        ("PUT", "/api/records/x/draft/files/a.csv/content", "default"),
+    ],
+)
+def test_route_classes(method: str, path: str, cls: str) -> None:
+    assert route_class(method, path) == cls
+
+
+def test_a_rate_limited_search_does_not_pause_the_uploads() -> None:
+    now = [0.0]
+
+    async def fake_sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    limiter = RateLimiter(
+        RatePolicy(None, 10), clock=lambda: now[0], sleep=fake_sleep, rand=lambda: 0.0
+    )
+    limiter.too_many_requests(30.0, "30 per 1 minute", "search")
+
+    async def main() -> None:
+        await limiter.acquire("default")
+        assert now[0] == 0.0  # an upload goes at once
+        await limiter.acquire("search")
+        assert now[0] == pytest.approx(30.0)  # a search waits for its own budget
+
+    anyio.run(main)
+    assert limiter.policy.pauses == 0 and limiter.pauses == 1
 
 
 def test_429_uses_reset_when_retry_after_missing() -> None:
@@ -137,14 +264,74 @@ def test_async_limiter_with_fake_clock() -> None:
         ("1000 per 1 minute", 0.95 * 1000 / 60, 60.0),
         ("100 per minute", 0.95 * 100 / 60, 60.0),
         ("25000 per 1 hour; 1000 per 1 minute", 0.95 * 25000 / 3600, 3600.0),  # strictest
-        ("Too Many Requests", None, None),  # a proxy's text: nothing to learn
-        (None, None, None),
+        ("Too Many Requests", 50.0, None),  # a proxy's text: half of what was sent
+        (None, 50.0, None),
     ],
 )
 def test_learning_from_a_429_message(
     message: str | None, rate: float | None, window: float | None
 ) -> None:
     policy = RatePolicy(None, 10)
-    policy.on_limit_text(message)
-    assert policy.rate == (pytest.approx(rate) if rate is not None else None)
+    t = send_at(policy, 100.0, 0.0, 2.0)
+    policy.on_429(t, None, 0.0, message)
+    assert policy.rate == pytest.approx(rate, rel=0.02)
     assert policy.window == window
+
+
+@pytest.mark.parametrize(
+    ("reset", "sent", "arrived", "window"),
+    [
+        # Reset = int(1 + first hit + W); from the send time it lies in (W, W + 1 + rtt].
+        (1002.0, 1000.30, 1000.31, 1.0),  # x = 1.70: W = 1
+        (1002.0, 1000.02, 1000.03, 1.0),  # x = 1.98: W = 1 (the old reading said 2)
+        (1003.0, 1000.99, 1000.992, 2.0),  # x = 2.01, rtt 2 ms: W = 2, just past the edge
+        (1002.0, 999.998, 1000.01, None),  # x = 2.002, rtt 12 ms: 1 or 2 cannot tell
+        (1061.0, 1000.40, 1000.45, 60.0),  # Zenodo's minute
+        (1061.0, 1000.99, 1001.10, None),  # x = 60.01, rtt 110 ms: 59 or 60 cannot tell
+    ],
+)
+def test_window_reading(reset: float, sent: float, arrived: float, window: float | None) -> None:
+    assert window_reading(reset, arrived, sent) == window
+
+
+def test_an_unsure_reading_waits_for_the_next_fresh_window() -> None:
+    policy = RatePolicy(None, 10)
+    policy.on_headers(0.0, 1000.01, ServerLimit(50, 49, 1002.0), sent_wall=999.998)
+    assert policy.rate is None  # nothing adopted from an edge reading
+    policy.on_headers(5.0, 1005.31, ServerLimit(50, 49, 1007.0), sent_wall=1005.30)
+    assert policy.rate == pytest.approx(0.95 * 50)
+
+
+def test_a_429_naming_the_limit_corrects_the_headers() -> None:
+    policy = RatePolicy(None, 10)
+    policy.on_headers(0.0, 1000.31, ServerLimit(50, 49, 1002.0), sent_wall=1000.30)
+    policy.window_readings.clear()
+    policy._adopt_server_rate(50, 0.5)  # a misreading: believed 100/s
+    t = send_at(policy, 95.0, 0.0, 2.0)
+    policy.on_429(t, None, 0.0, "50 per 1 second")
+    assert policy.server_rate == 50 and policy.window == 1.0
+    assert policy.rate == pytest.approx(0.95 * 50)
+
+
+def test_one_decrease_per_pause() -> None:
+    """The answers of requests in flight when a storm began are the same refusal."""
+    policy = RatePolicy(None, 10)
+    t = send_at(policy, 100.0, 0.0, 2.0)
+    policy.on_429(t, 1.0, 0.0)
+    first = policy.rate
+    for i in range(10):
+        policy.on_429(t + 0.01 * i, 1.0, 0.0)
+    assert policy.rate == first and policy.decreases == 1 and policy.pauses == 11
+
+
+def test_search_answers_teach_the_main_budget_until_it_learns_its_own() -> None:
+    limiter = RateLimiter(RatePolicy(None, 10), clock=lambda: 0.0, wall=lambda: 1000.3)
+    fresh = {"X-RateLimit-Limit": "30", "X-RateLimit-Remaining": "29", "X-RateLimit-Reset": ""}
+    fresh["X-RateLimit-Reset"] = "1061"  # Zenodo's search limit: 30 a minute
+    limiter.observe(fresh, "search", sent_wall=1000.29)
+    assert limiter.policy_for("search").rate == pytest.approx(0.95 * 30 / 60)
+    assert limiter.policy.rate == pytest.approx(0.95 * 30 / 60)  # a start, not the truth
+    # The first upload's answer names the main limit (100 a minute): learned at once.
+    limiter.observe({**fresh, "X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "97"})
+    assert limiter.policy.rate == pytest.approx(0.95 * 100 / 60)
+    assert limiter.policy_for("search").rate == pytest.approx(0.95 * 30 / 60)
