@@ -1,11 +1,13 @@
 """The batch: discover -> validate -> plan -> one task per record -> links file and report.
 
-Structured concurrency: one task group for the batch, one child task per record, at most
-``records_in_flight`` alive at once and at most ``file_streams`` uploads at once (two
-capacity limiters), all requests under one rate limiter. A record's failure becomes its
-``RecordResult``; only ``BatchFatal`` errors (token refused, server unreachable, journal not
-writable) cancel the others. A stop request (SIGINT/SIGTERM in the CLI) starts no new
-records and gives in-flight ones ``grace_seconds`` before they are cancelled.
+Structured concurrency: one task group for the batch, one child task per record, as many
+alive at once and as many uploads at once as the controller allows (two capacity limiters
+whose sizes ``concurrency.Flow`` keeps at its learned limit, capped by
+``--records-in-flight`` / ``--file-streams``), all requests under one rate limiter. A
+record's failure becomes its ``RecordResult``; only ``BatchFatal`` errors (token refused,
+server unreachable, journal not writable) cancel the others. A stop request (SIGINT/SIGTERM
+in the CLI) starts no new records and gives in-flight ones ``grace_seconds`` before they are
+cancelled.
 """
 
 from __future__ import annotations
