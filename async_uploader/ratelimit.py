@@ -83,21 +83,24 @@ class ServerLimit:
             return None
 
 
-def window_reading(reset_epoch: float, wall_now: float, sent_wall: float | None) -> float | None:
-    """The window length W from the first hit of a fresh window, or None when unsure.
+def window_reading(reset_epoch: float, wall_now: float, sent_wall: float | None) -> float:
+    """The window length W from the first hit of a fresh window.
 
     Flask-Limiter sends Reset = int(1 + first hit + W), so at the server Reset - now lies in
     (W, W + 1]. Measured from when our request left (before the server's "now"), it lies in
-    (W, W + 1 + round trip]: floor() gives W unless it falls within the round trip past a
-    whole second, where W and W + 1 cannot be told apart (then None). Without the send time
-    (older callers), from the answer's arrival: floor(x + 0.05) tolerates 50 ms latency.
+    (W, W + 1 + round trip]: floor() gives W, unless it falls within the round trip past a
+    whole second k, where W is k - 1 or k. Then the smaller: a window read one second too
+    long would halve the rate for the whole batch without a sign, while one too short shows
+    as a 429 whose message names the limit exactly, which corrects it (``on_429``). Without
+    the send time (older callers): from the answer's arrival, floor(x + 0.05).
     """
     if sent_wall is None:
         return max(1.0, math.floor(max(0.0, reset_epoch - wall_now) + 0.05))
     x = reset_epoch - sent_wall
-    if x - math.floor(x) < max(0.0, wall_now - sent_wall) + 0.005:
-        return None
-    return max(1.0, float(math.floor(x)))
+    k = math.floor(x)
+    if x - k < max(0.0, wall_now - sent_wall) + 0.005:
+        k -= 1
+    return max(1.0, float(k))
 
 
 class RatePolicy:
@@ -200,10 +203,7 @@ class RatePolicy:
         self.reset_at = now + until_reset
         self.left = float(limit.remaining)
         if limit.remaining == limit.limit - 1 and limit.limit > 0:
-            reading = window_reading(limit.reset_epoch, wall_now, sent_wall)
-            if reading is None:
-                return  # too close to a second's edge to tell W from W + 1: wait for another
-            self.window_readings.append(reading)
+            self.window_readings.append(window_reading(limit.reset_epoch, wall_now, sent_wall))
             window = statistics.median_low(self.window_readings)
             if limit.limit / window != self.server_rate:  # first reading, or another limit
                 self.window = window
@@ -250,7 +250,7 @@ class RatePolicy:
         # refusal: one decrease per pause, not one per answer, and no jitter piled on.
         decided = now < self.pause_until
         if not decided:  # de-synchronise from other clients and from the window's edge
-            pause += min(MIN_PAUSE, 0.05 + 0.1 * pause) * jitter
+            pause += MIN_PAUSE * jitter
         self.pause_until = max(self.pause_until, now + pause)
         named = self.on_limit_text(text)
         if named is not None and self.server_rate is not None and named != self.server_rate:

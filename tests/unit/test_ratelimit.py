@@ -285,21 +285,24 @@ def test_learning_from_a_429_message(
         (1002.0, 1000.30, 1000.31, 1.0),  # x = 1.70: W = 1
         (1002.0, 1000.02, 1000.03, 1.0),  # x = 1.98: W = 1 (the old reading said 2)
         (1003.0, 1000.99, 1000.992, 2.0),  # x = 2.01, rtt 2 ms: W = 2, just past the edge
-        (1002.0, 999.998, 1000.01, None),  # x = 2.002, rtt 12 ms: 1 or 2 cannot tell
+        (1002.0, 999.998, 1000.01, 1.0),  # x = 2.002, rtt 12 ms: 1 or 2; the smaller
         (1061.0, 1000.40, 1000.45, 60.0),  # Zenodo's minute
-        (1061.0, 1000.99, 1001.10, None),  # x = 60.01, rtt 110 ms: 59 or 60 cannot tell
+        (1061.0, 1000.99, 1001.10, 59.0),  # x = 60.01, rtt 110 ms: 59 or 60; the smaller
     ],
 )
-def test_window_reading(reset: float, sent: float, arrived: float, window: float | None) -> None:
+def test_window_reading(reset: float, sent: float, arrived: float, window: float) -> None:
     assert window_reading(reset, arrived, sent) == window
 
 
-def test_an_unsure_reading_waits_for_the_next_fresh_window() -> None:
+def test_an_unsure_reading_is_corrected_by_the_429_it_causes() -> None:
+    """x = 2.002 s with a 12 ms round trip: W is 1 or 2. Read as 1; the server's limit is
+    really 50 per 2 seconds, and its first 429 says so."""
     policy = RatePolicy(None, 10)
     policy.on_headers(0.0, 1000.01, ServerLimit(50, 49, 1002.0), sent_wall=999.998)
-    assert policy.rate is None  # nothing adopted from an edge reading
-    policy.on_headers(5.0, 1005.31, ServerLimit(50, 49, 1007.0), sent_wall=1005.30)
     assert policy.rate == pytest.approx(0.95 * 50)
+    t = send_at(policy, 47.5, 0.0, 2.0)
+    policy.on_429(t, None, 0.0, "50 per 2 second")
+    assert policy.window == 2.0 and policy.rate == pytest.approx(0.95 * 25)
 
 
 def test_a_429_naming_the_limit_corrects_the_headers() -> None:
