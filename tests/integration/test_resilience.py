@@ -193,3 +193,33 @@ def test_token_revoked_mid_run_stops_the_batch(make_records: RecordFactory) -> N
     assert proc.returncode == 3, out + err
     assert "revoked" in out
     assert 5 <= published < 60
+
+
+def test_a_429_storm_is_one_pause_then_full_speed(
+    make_records: RecordFactory, tmp_path: Path
+) -> None:
+    """A 1-second 429 storm early in a batch on a server with no limit: the requests that
+    were in flight are refused once, the whole batch waits out the storm (no second wave of
+    429s), and nothing but the refused calls is sent again. Checked by counts, not by time;
+    that the rate then recovers is table-tested in tests/unit/test_ratelimit.py."""
+    from async_uploader.sandbox import Sandbox, SandboxConfig
+
+    n = 60
+    root = make_records(n, files={"a.csv": 2000})
+    plan = {"rules": [{"route": "*", "kind": "rate_storm", "on_calls": [60], "duration_s": 1}]}
+    report = tmp_path / "report.json"
+    with Sandbox.in_thread(SandboxConfig(faults=plan)) as sb:
+        args = ["upload", str(root), "--url", sb.url, "--report", str(report)]
+        proc = run_cli([*args, "--records-in-flight", "16"], token=sb.token)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        stats = sb.stats()
+        check_all_published_once(sb, root, n)
+    counters = json.loads(report.read_text())["counters"]
+    refused = counters["responses_429"]
+    assert refused == stats["status_429"] >= 1
+    # Only what was in flight when the storm began was refused (at most one call per
+    # record and per file stream), and only those calls were sent again.
+    assert refused <= 2 * 16, counters
+    assert counters["retries_by_reason"] == {"HTTP 429": refused}, counters
+    assert counters["requests"] == stats["requests_total"] - stats.get("admin_requests", 0)
+    assert counters["pauses"] == refused  # every refused answer pauses the batch
