@@ -10,8 +10,9 @@ they usually did:
 
 * near 1: the server is not queueing our work, so more records in flight may buy
   throughput. We start at ``INITIAL`` (low, so the first round trips show the server
-  unloaded) and double per window (slow start) while the ratio stays low and the answers per
-  second keep rising; when they stop rising, adding work stopped paying: slow start ends.
+  unloaded; a batch starts at its floor, ``DEFAULT_FLOOR``) and double per window (slow
+  start) while the ratio stays low and the answers per second keep rising; when they stop
+  rising, adding work stopped paying: slow start ends.
 * then, each window: above ``TOLERANCE`` the limit shrinks in proportion to the queueing
   (``limit * TOLERANCE / ratio``, at most halved); below it, it grows by ``sqrt(limit) / 2``
   only while growing still raises the answers per second (hill climbing; each paying growth
@@ -182,11 +183,9 @@ class ConcurrencyPolicy:
 
 
 _WORDS = frozenset(
-    (
-        *("api", "records", "user", "draft", "files", "commit", "content", "actions"),
-        *("publish", "review", "submit-review", "versions", "communities", "requests"),
-        *("access", "links", "files-import"),
-    )
+    {"api", "records", "user", "draft", "files", "commit", "content", "actions", "publish"}
+    | {"review", "submit-review", "versions", "communities", "requests", "access", "links"}
+    | {"files-import"}
 )
 
 
@@ -217,7 +216,6 @@ class Flow:
         self.clock = clock
         self.records = anyio.CapacityLimiter(policy.current)
         self.streams = anyio.CapacityLimiter(self._streams())
-        self.peak = policy.current
 
     def _streams(self) -> int:
         n = max(2, self.policy.current)
@@ -235,4 +233,3 @@ class Flow:
     def _apply(self) -> None:
         self.records.total_tokens = self.policy.current
         self.streams.total_tokens = self._streams()
-        self.peak = max(self.peak, self.policy.current)

@@ -134,11 +134,13 @@ async def _upload_locked(
             )
         )
         batch = Batch(journal, prep.states)
+        flow = client.flow
+        assert flow is not None  # open_client gives every batch one
         ctx = RecordContext(
             client,
             batch.save,
             reporter,
-            client.flow.streams if client.flow else anyio.CapacityLimiter(config.file_streams or 8),
+            flow.streams,
             StepSettings(config.share, config.chunk_size, config.stall_timeout, config.retry),
             Community(client, config.community or ""),
             Claims({s.draft_id for s in prep.states.values() if s.draft_id}),
@@ -189,7 +191,8 @@ async def run_all(
     learned, capped by ``--records-in-flight``); returns a batch-fatal error."""
     fatal: BatchFatal | None = None
     client = run.ctx.client
-    slots = client.flow.records if client.flow else anyio.CapacityLimiter(8)
+    assert client.flow is not None  # open_client gives every batch one
+    slots = client.flow.records
 
     async def one(todo: Todo, slot: object) -> None:
         nonlocal fatal

@@ -258,18 +258,21 @@ class RatePolicy:
             # believe (a window read one second off): they win.
             self.window = self.span_named
             self.server_rate = named
-        sent = self._observed_rate(now)
-        if decided:
-            pass
-        elif named is not None and SAFETY * named < sent:
-            self._decrease(now, SAFETY * named, TEXT_STEP_S)
-        elif self.server_rate is None or named is None:
-            # Nothing (or nothing more) to go by: half of what we were sending.
-            self._decrease(now, max(0.5, sent / 2), STEP_S)
-        # Restart the schedule at the end of the pause with no burst credit.
+        if not decided:
+            sent = self._observed_rate(now)
+            if named is not None and SAFETY * named < sent:
+                self._decrease(now, SAFETY * named, TEXT_STEP_S)
+            elif self.server_rate is None or named is None:
+                # Nothing (or nothing more) to go by: half of what we were sending.
+                self._decrease(now, max(0.5, sent / 2), STEP_S)
+        self.left = math.inf
+        return self._paused(pause)
+
+    def _paused(self, pause: float) -> float:
+        """Book a pause that ``pause_until`` already holds: the schedule restarts at its
+        end with no burst credit."""
         if self.rate:
             self.tat = self.pause_until + (self.burst - 1) / self.rate
-        self.left = math.inf
         self.pauses += 1
         self.paused_seconds += pause
         return pause
@@ -286,10 +289,7 @@ class RatePolicy:
         pause = MIN_PAUSE * (1 + jitter)
         self.pause_until = max(self.pause_until, now + pause)
         self._decrease(now, max(0.5, self._observed_rate(now) / 2), STEP_S)
-        self.tat = self.pause_until
-        self.pauses += 1
-        self.paused_seconds += pause
-        return pause
+        return self._paused(pause)
 
     def _observed_rate(self, now: float) -> float:
         recent = [t for t in self.recent if now - 10.0 <= t <= now]  # sent, not booked
